@@ -1,0 +1,193 @@
+//! The deploy state file: what `playbooks/collect_deploy_info.yml` writes for
+//! one workspace after every host of it answered, and what
+//! `images_overview --deployed` and `registry_cleanup --protected` read.
+//!
+//! ```json
+//! {"workspace": "dev", "collected_at": "2026-01-25T02:00:00Z",
+//!  "hosts": ["web1", "web2"],
+//!  "records": [{"host": "web1", "path": "/opt/rednaw/hello-world/deploy-info.yml",
+//!               "app": "hello-world", "workspace": "dev",
+//!               "image": "registry.rednaw.nl/rednaw/hello-world",
+//!               "tag": "eb53023", "digest": "sha256:…", "deployed_at": "…",
+//!               "history": [{"digest": "sha256:…", "tag": "…", "deployed_at": "…"}]}]}
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::reference::Digest;
+
+/// Why a deploy state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployStateError {
+    #[error("cannot read deploy state file `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("deploy state file `{path}` is not valid deploy state JSON")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "deploy state file `{path}` names workspace `{workspace}` but its record from host `{host}` is for workspace `{record}`"
+    )]
+    WorkspaceMismatch {
+        path: PathBuf,
+        workspace: String,
+        host: String,
+        record: String,
+    },
+}
+
+/// One workspace's collected deploy state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployState {
+    /// The workspace (inventory) the hosts belong to.
+    pub workspace: String,
+    /// When the playbook collected it (RFC 3339 UTC).
+    #[serde(default)]
+    pub collected_at: Option<String>,
+    /// Every host of the workspace; all of them answered.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// One record per deploy-info.yml found on those hosts.
+    #[serde(default)]
+    pub records: Vec<DeployRecord>,
+}
+
+/// One host's current deploy of one app, with its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// Inventory hostname the record came from.
+    pub host: String,
+    /// Path of the deploy-info.yml on that host.
+    #[serde(default)]
+    pub path: Option<String>,
+    pub app: String,
+    pub workspace: String,
+    /// `registry/repository`, without tag or digest.
+    pub image: String,
+    #[serde(default)]
+    pub tag: Option<String>,
+    pub digest: Digest,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub deployed_at: Option<String>,
+    #[serde(default)]
+    pub deployed_by: Option<String>,
+    /// Earlier deploys, oldest first (may include the current one last).
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One earlier deploy of an app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub digest: Digest,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub deployed_at: Option<String>,
+}
+
+impl DeployState {
+    /// Reads and checks a deploy state file.
+    pub fn load(path: &Path) -> Result<DeployState, DeployStateError> {
+        let text = std::fs::read(path).map_err(|source| DeployStateError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let state: DeployState = serde_json::from_slice(&text).map_err(|source| DeployStateError::Parse {
+            path: path.into(),
+            source,
+        })?;
+        if let Some(r) = state.records.iter().find(|r| r.workspace != state.workspace) {
+            return Err(DeployStateError::WorkspaceMismatch {
+                path: path.into(),
+                workspace: state.workspace.clone(),
+                host: r.host.clone(),
+                record: r.workspace.clone(),
+            });
+        }
+        Ok(state)
+    }
+
+    /// The records whose image is `registry/repository`.
+    pub fn records_for<'a>(&'a self, image: &'a str) -> impl Iterator<Item = &'a DeployRecord> + 'a {
+        self.records.iter().filter(move |r| r.image == image)
+    }
+}
+
+impl DeployRecord {
+    /// The distinct digests of the last `n` deploys, newest first, the
+    /// current one included (it counts as the newest).
+    pub fn recent_digests(&self, n: usize) -> Vec<&Digest> {
+        let mut out: Vec<&Digest> = Vec::new();
+        let newest_first = std::iter::once(&self.digest).chain(self.history.iter().rev().map(|h| &h.digest));
+        for d in newest_first {
+            if out.len() >= n {
+                break;
+            }
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn parses_design_shape_and_recent_digests() {
+        let json = format!(
+            r#"{{"workspace": "dev", "collected_at": "2026-01-25T02:00:00Z", "hosts": ["web1"],
+              "records": [{{"host": "web1", "path": "/opt/rednaw/hello-world/deploy-info.yml",
+              "app": "hello-world", "workspace": "dev", "image": "registry.rednaw.nl/rednaw/hello-world",
+              "tag": "eb53023", "digest": "{c}", "deployed_at": "2026-01-25T01:10:00Z", "extra": 1,
+              "history": [{{"digest": "{a}", "tag": "a"}}, {{"digest": "{b}"}}, {{"digest": "{a}"}}, {{"digest": "{c}"}}]}}]}}"#,
+            a = d('a'),
+            b = d('b'),
+            c = d('c')
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("dev.json");
+        std::fs::write(&p, json).unwrap();
+        let s = DeployState::load(&p).unwrap();
+        assert_eq!(s.records_for("registry.rednaw.nl/rednaw/hello-world").count(), 1);
+        assert_eq!(s.records_for("registry.rednaw.nl/rednaw/other").count(), 0);
+        let r = &s.records[0];
+        let recent: Vec<String> = r.recent_digests(3).iter().map(|d| d.to_string()).collect();
+        assert_eq!(recent, vec![d('c'), d('a'), d('b')]);
+        assert_eq!(r.recent_digests(1).len(), 1);
+        assert_eq!(r.recent_digests(0).len(), 0);
+    }
+
+    #[test]
+    fn bad_files_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.json");
+        std::fs::write(&p, r#"{"workspace": "dev", "records": [{"host": "h", "app": "a", "workspace": "prod", "image": "r/x", "digest": "sha256:00"}]}"#).unwrap();
+        let e = DeployState::load(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.json"), "{e}");
+        let missing = dir.path().join("missing.json");
+        assert!(
+            DeployState::load(&missing)
+                .unwrap_err()
+                .to_string()
+                .contains("missing.json")
+        );
+    }
+}

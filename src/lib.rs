@@ -1,0 +1,14 @@
+//! Image lifecycle tools: resolve OCI image tags to immutable deploy facts,
+//! record what runs where, show overviews and clean up registries by digest.
+//!
+//! All logic lives in this library; the binaries in `src/bin/` only parse
+//! arguments, call it, and map the result to an exit status.
+
+pub mod ansible;
+pub mod atomic;
+pub mod ci_metadata;
+pub mod deploy_info;
+pub mod deploy_state;
+pub mod listing;
+pub mod metadata;
+pub mod reference;
