@@ -11,4 +11,5 @@ pub mod deploy_info;
 pub mod deploy_state;
 pub mod listing;
 pub mod metadata;
+pub mod policy;
 pub mod reference;
