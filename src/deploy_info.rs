@@ -1,0 +1,1326 @@
+//! The deploy-info record: what runs where, written on the host after a
+//! successful deploy and never recomputed.
+//!
+//! Files, per app, in `<root>/<org>/<app>/` (root `/opt` by default):
+//!
+//! - `deploy-info.yml`: the current [`DeployRecord`], keys in the order
+//!   `app, workspace, image, tag, digest, description, deployed_at,
+//!   deployed_by, built_at, revision, source` (absent values are `null`).
+//! - `deploy-history.yml`: a YAML list of the same records, oldest first,
+//!   the current one last, trimmed to `history_limit` entries.
+//!
+//! Both are rendered by `serde_norway` (YAML 1.2: any string round-trips) and
+//! replaced atomically. Writers of one app directory take an exclusive lock
+//! on it, so two deploys at once leave both in the history, one after the
+//! other, and one complete current record.
+//!
+//! This module also holds the two Ansible modules over these files:
+//! [`write_module`] (`write_deploy_info`) and [`read_module`] (`deploy_info`).
+
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::ansible::{ArgsError, Failure, ModuleArgs, truncate};
+use crate::atomic;
+use crate::reference::{Digest, Reference, Tag};
+
+/// The current record's file name in an app directory.
+pub const RECORD_FILE: &str = "deploy-info.yml";
+/// The history's file name, beside the record.
+pub const HISTORY_FILE: &str = "deploy-history.yml";
+/// Where `<org>/<app>/` directories live unless `root` says otherwise.
+pub const DEFAULT_ROOT: &str = "/opt";
+/// History entries kept unless `history_limit` says otherwise.
+pub const DEFAULT_HISTORY_LIMIT: u64 = 20;
+/// Mode of written files unless `mode` says otherwise.
+pub const DEFAULT_MODE: u32 = 0o644;
+/// Mode of app directories this module creates.
+pub const DIR_MODE: u32 = 0o755;
+/// Largest record or history file read. Twenty records with the largest
+/// allowed description fit; a bigger file is damage, not deploy state, and
+/// reading it whole could exhaust a small host.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Largest `description` accepted (a commit subject, normally one line).
+pub const MAX_DESCRIPTION_BYTES: usize = 512 * 1024;
+/// Largest value of the other free-text fields.
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// How long a writer waits for another writer of the same app directory.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One deploy of one app on one host.
+///
+/// Field order is the file's key order. `tag` is `None` when the image was
+/// deployed by a digest that no tag points to; the CI metadata
+/// (`description`, `built_at`, `revision`, `source`) is `None` when the image
+/// lacks the label.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    pub app: String,
+    pub workspace: String,
+    /// `registry/repository`, without tag or digest.
+    pub image: String,
+    pub tag: Option<Tag>,
+    pub digest: Digest,
+    /// Commit subject of the image's revision (label `description`).
+    pub description: Option<String>,
+    /// When the deploy finished, RFC 3339 UTC with seconds.
+    pub deployed_at: String,
+    /// Who deployed, `user@host` of the controller.
+    pub deployed_by: Option<String>,
+    /// Commit time of the image's revision (label `created`), as CI gave it.
+    pub built_at: Option<String>,
+    /// Full git SHA of the image's revision.
+    pub revision: Option<String>,
+    /// Repository URL of the image's source.
+    pub source: Option<String>,
+}
+
+impl DeployRecord {
+    /// Whether `other` describes the same running state: same image, digest,
+    /// tag and workspace. Then a new write would only move `deployed_at`,
+    /// which must keep saying when this state started.
+    pub fn same_deploy(&self, other: &DeployRecord) -> bool {
+        self.image == other.image
+            && self.digest == other.digest
+            && self.tag == other.tag
+            && self.workspace == other.workspace
+    }
+}
+
+/// Why a deploy-info file could not be read or written. Messages name the
+/// file.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployInfoError {
+    #[error("cannot {action} `{}`", .path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{}` is not a valid deploy-info file: {reason}", .path.display())]
+    Malformed { path: PathBuf, reason: String },
+    #[error("`{}` is larger than {limit} bytes; refusing to read it", .path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("`{}` is not a regular file", .path.display())]
+    NotAFile { path: PathBuf },
+    #[error(
+        "`{}` is a symlink to `{}`, outside the app directory `{}`; refusing to write through it",
+        .path.display(), .target.display(), .dir.display()
+    )]
+    SymlinkOutside {
+        path: PathBuf,
+        target: PathBuf,
+        dir: PathBuf,
+    },
+    #[error("`{}` is locked by another deploy-info writer; gave up after {} s", .dir.display(), .waited.as_secs())]
+    Locked { dir: PathBuf, waited: Duration },
+    #[error("cannot render the deploy-info record as YAML: {0}")]
+    Render(String),
+}
+
+impl DeployInfoError {
+    /// The file or directory at fault.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            DeployInfoError::Io { path, .. }
+            | DeployInfoError::Malformed { path, .. }
+            | DeployInfoError::TooLarge { path, .. }
+            | DeployInfoError::NotAFile { path }
+            | DeployInfoError::SymlinkOutside { path, .. } => Some(path),
+            DeployInfoError::Locked { dir, .. } => Some(dir),
+            DeployInfoError::Render(_) => None,
+        }
+    }
+}
+
+impl From<DeployInfoError> for Failure {
+    fn from(e: DeployInfoError) -> Failure {
+        let failure = Failure::from_error(&e);
+        match e.path() {
+            Some(p) => failure.with("path", p.display().to_string()),
+            None => failure,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Rendering and reading
+
+/// The text of `deploy-info.yml` for `record`.
+pub fn render_record(record: &DeployRecord) -> Result<String, DeployInfoError> {
+    serde_norway::to_string(record).map_err(|e| DeployInfoError::Render(e.to_string()))
+}
+
+/// The text of `deploy-history.yml` for `history` (oldest first).
+pub fn render_history(history: &[DeployRecord]) -> Result<String, DeployInfoError> {
+    serde_norway::to_string(history).map_err(|e| DeployInfoError::Render(e.to_string()))
+}
+
+/// Parses the text of a `deploy-info.yml`; `path` is for the error.
+pub fn parse_record(text: &str, path: &Path) -> Result<DeployRecord, DeployInfoError> {
+    serde_norway::from_str(text).map_err(|e| DeployInfoError::Malformed {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses the text of a `deploy-history.yml`; an empty file is an empty
+/// history.
+pub fn parse_history(text: &str, path: &Path) -> Result<Vec<DeployRecord>, DeployInfoError> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    serde_norway::from_str(text).map_err(|e| DeployInfoError::Malformed {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Reads a whole file of at most [`MAX_FILE_BYTES`] as UTF-8; `None` if it
+/// does not exist.
+pub fn read_bounded(path: &Path) -> Result<Option<String>, DeployInfoError> {
+    let io_err = |action, source| DeployInfoError::Io {
+        action,
+        path: path.into(),
+        source,
+    };
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", e)),
+    };
+    let meta = file.metadata().map_err(|e| io_err("inspect", e))?;
+    if !meta.is_file() {
+        return Err(DeployInfoError::NotAFile { path: path.into() });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(DeployInfoError::TooLarge {
+            path: path.into(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_err("read", e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DeployInfoError::TooLarge {
+            path: path.into(),
+            limit: MAX_FILE_BYTES,
+        });
+    }
+    String::from_utf8(bytes)
+        .map(Some)
+        .map_err(|e| DeployInfoError::Malformed {
+            path: path.into(),
+            reason: format!("not UTF-8 text: {e}"),
+        })
+}
+
+/// Reads the record at `path` (a `deploy-info.yml`); `None` if it does not
+/// exist. For other modules that need what a host runs.
+pub fn read_record(path: &Path) -> Result<Option<DeployRecord>, DeployInfoError> {
+    read_bounded(path)?.map(|text| parse_record(&text, path)).transpose()
+}
+
+/// Reads the history beside the record at `record_path`, oldest first;
+/// empty if there is none.
+pub fn read_history(record_path: &Path) -> Result<Vec<DeployRecord>, DeployInfoError> {
+    let path = history_path(record_path);
+    match read_bounded(&path)? {
+        Some(text) => parse_history(&text, &path),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The history file beside a record file.
+pub fn history_path(record_path: &Path) -> PathBuf {
+    record_path.with_file_name(HISTORY_FILE)
+}
+
+// ---------------------------------------------------------------------------
+// Validation of arguments
+
+/// Checks that `value` can be one path segment under the root: not empty,
+/// no `/`, no `..`, no leading `.`, no control characters (NUL included),
+/// at most 255 bytes. `org` and `app` become directories; `workspace` is held
+/// to the same rule so it can become one later.
+pub fn validate_segment(name: &str, value: &str) -> Result<(), ArgsError> {
+    let reason = if value.is_empty() {
+        Some("must not be empty")
+    } else if value.contains('/') {
+        Some("must be a single path segment without `/`")
+    } else if value.contains("..") {
+        Some("must not contain `..`")
+    } else if value.starts_with('.') {
+        Some("must not start with `.`")
+    } else if value.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else if value.len() > 255 {
+        Some("must be at most 255 bytes")
+    } else {
+        None
+    };
+    match reason {
+        None => Ok(()),
+        Some(reason) => Err(invalid(
+            name,
+            format!("`{}` {reason}", truncate(&value.escape_debug().to_string(), 80)),
+        )),
+    }
+}
+
+/// Checks that `image` is `registry/repository` as written: a valid
+/// reference with an explicit registry host and no tag or digest (those have
+/// their own arguments).
+pub fn validate_image(name: &str, image: &str) -> Result<(), ArgsError> {
+    let reference = Reference::from_str(image).map_err(|e| invalid(name, e.to_string()))?;
+    if reference.tag.is_some() || reference.digest.is_some() {
+        return Err(invalid(
+            name,
+            format!(
+                "`{image}` has a tag or digest; give `{}` here and the tag and digest in `tag` and `digest`",
+                reference.name()
+            ),
+        ));
+    }
+    if reference.to_string() != image {
+        return Err(invalid(
+            name,
+            format!(
+                "`{image}` must name its registry host explicitly, e.g. `{}`",
+                reference.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 time and renders it in UTC with whole seconds, the one
+/// form deploy-info files use (`2026-01-25T01:10:00Z`).
+pub fn normalise_time(name: &str, value: &str) -> Result<String, ArgsError> {
+    let t = DateTime::parse_from_rfc3339(value).map_err(|e| {
+        invalid(
+            name,
+            format!(
+                "`{}` is not an RFC 3339 time like 2026-01-25T01:10:00Z: {e}",
+                truncate(value, 80)
+            ),
+        )
+    })?;
+    Ok(format_time(t.with_timezone(&Utc)))
+}
+
+/// `t` as RFC 3339 UTC with whole seconds.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn invalid(name: &str, reason: String) -> ArgsError {
+    ArgsError::Invalid {
+        name: name.to_string(),
+        reason,
+    }
+}
+
+fn bounded_text(args: &mut ModuleArgs, name: &str, max: usize) -> Result<Option<String>, ArgsError> {
+    let value = args.string(name)?;
+    if let Some(v) = &value
+        && v.len() > max
+    {
+        return Err(invalid(
+            name,
+            format!("is {} bytes, more than the {max} allowed", v.len()),
+        ));
+    }
+    Ok(value)
+}
+
+/// An absolute path without `..` components (explicit `path`, `root`).
+fn checked_path(name: &str, value: &str) -> Result<PathBuf, ArgsError> {
+    let path = PathBuf::from(value);
+    if value.contains('\0') {
+        return Err(invalid(name, "must not contain NUL".into()));
+    }
+    if !path.is_absolute() {
+        return Err(invalid(name, format!("`{value}` must be an absolute path")));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Err(invalid(name, format!("`{value}` must not contain `..`")));
+    }
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------
+// Writing
+
+/// The arguments of `write_deploy_info`.
+pub const WRITE_ARGS: &[&str] = &[
+    "app",
+    "workspace",
+    "image",
+    "digest",
+    "org",
+    "tag",
+    "description",
+    "built_at",
+    "revision",
+    "source",
+    "deployed_by",
+    "deployed_at",
+    "root",
+    "path",
+    "history_limit",
+    "mode",
+    "force",
+];
+
+/// A validated `write_deploy_info` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    /// The record to write.
+    pub record: DeployRecord,
+    /// The record file: `path`, or `<root>/<org>/<app>/deploy-info.yml`.
+    pub path: PathBuf,
+    /// History entries to keep; 0 leaves `deploy-history.yml` alone.
+    pub history_limit: usize,
+    /// Permissions of the written files.
+    pub mode: u32,
+    /// Write even when the current record is the same deploy.
+    pub force: bool,
+}
+
+impl WriteRequest {
+    /// Takes and checks every argument; nothing on disk is looked at.
+    /// `now` is the default `deployed_at`.
+    pub fn from_args(args: &mut ModuleArgs, now: DateTime<Utc>) -> Result<WriteRequest, ArgsError> {
+        args.reject_unknown(WRITE_ARGS)?;
+        let app = args.required_string("app")?;
+        validate_segment("app", &app)?;
+        let workspace = args.required_string("workspace")?;
+        validate_segment("workspace", &workspace)?;
+        let image = args.required_string("image")?;
+        validate_image("image", &image)?;
+        let digest = args.required_string("digest")?;
+        let digest = Digest::from_str(&digest).map_err(|e| invalid("digest", e.to_string()))?;
+        let tag = match args.string("tag")? {
+            Some(t) => Some(Tag::from_str(&t).map_err(|e| invalid("tag", e.to_string()))?),
+            None => None,
+        };
+        let org = args.string("org")?;
+        if let Some(org) = &org {
+            validate_segment("org", org)?;
+        }
+        let description = bounded_text(args, "description", MAX_DESCRIPTION_BYTES)?;
+        let built_at = bounded_text(args, "built_at", MAX_TEXT_BYTES)?;
+        let revision = bounded_text(args, "revision", MAX_TEXT_BYTES)?;
+        let source = bounded_text(args, "source", MAX_TEXT_BYTES)?;
+        let deployed_by = bounded_text(args, "deployed_by", MAX_TEXT_BYTES)?;
+        let deployed_at = match args.string("deployed_at")? {
+            Some(t) => normalise_time("deployed_at", &t)?,
+            None => format_time(now),
+        };
+        let root = checked_path("root", &args.string("root")?.unwrap_or_else(|| DEFAULT_ROOT.into()))?;
+        let path = match (args.string("path")?, &org) {
+            (Some(p), _) => {
+                let path = checked_path("path", &p)?;
+                if p.ends_with('/') || path.file_name().is_none() {
+                    return Err(invalid("path", format!("`{p}` must name a file")));
+                }
+                path
+            }
+            (None, Some(org)) => root.join(org).join(&app).join(RECORD_FILE),
+            (None, None) => return Err(ArgsError::Missing("org".into())),
+        };
+        let history_limit = args.uint("history_limit")?.unwrap_or(DEFAULT_HISTORY_LIMIT);
+        let history_limit =
+            usize::try_from(history_limit).map_err(|_| invalid("history_limit", "is too large".into()))?;
+        let mode = args.mode("mode")?.unwrap_or(DEFAULT_MODE);
+        let force = args.bool("force", false)?;
+        let record = DeployRecord {
+            app,
+            workspace,
+            image,
+            tag,
+            digest,
+            description,
+            deployed_at,
+            deployed_by,
+            built_at,
+            revision,
+            source,
+        };
+        Ok(WriteRequest {
+            record,
+            path,
+            history_limit,
+            mode,
+            force,
+        })
+    }
+}
+
+/// What a write did, or in check mode would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOutcome {
+    pub changed: bool,
+    /// The record file (the requested path, not a symlink's target).
+    pub path: PathBuf,
+    /// The history file, when `history_limit` > 0.
+    pub history_path: Option<PathBuf>,
+    /// The record now current: the new one, or the existing one if unchanged.
+    pub record: DeployRecord,
+    /// History after the write (empty when not kept).
+    pub history: Vec<DeployRecord>,
+    /// File text before (empty if there was none) and after.
+    pub before: String,
+    pub after: String,
+}
+
+/// Writes the record of `request` and appends it to the history, unless the
+/// current record is the same deploy (and not `force`). In `check_mode`
+/// nothing is created, locked or written; the outcome is the prediction.
+pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, DeployInfoError> {
+    let app_dir = parent_dir(&request.path);
+    if check_mode {
+        return plan(request).map(|p| p.outcome);
+    }
+    atomic::create_dir_all(app_dir, DIR_MODE).map_err(|source| DeployInfoError::Io {
+        action: "create directory",
+        path: app_dir.into(),
+        source,
+    })?;
+    let _lock = lock_dir(app_dir)?;
+    let plan = plan(request)?;
+    if !plan.outcome.changed {
+        return Ok(plan.outcome);
+    }
+    // Under the lock, any temp file beside ours is a killed writer's.
+    for target in std::iter::once(&plan.record_target).chain(plan.history_target.as_ref()) {
+        atomic::remove_stale_temps(target).map_err(|source| DeployInfoError::Io {
+            action: "clean up temp files beside",
+            path: target.clone(),
+            source,
+        })?;
+    }
+    // The record first: it is what cleanup protects and what a host runs.
+    atomic::write_atomic(&plan.record_target, plan.outcome.after.as_bytes(), request.mode).map_err(|source| {
+        DeployInfoError::Io {
+            action: "write",
+            path: plan.record_target.clone(),
+            source,
+        }
+    })?;
+    if let (Some(target), Some(text)) = (&plan.history_target, &plan.history_text) {
+        atomic::write_atomic(target, text.as_bytes(), request.mode).map_err(|source| DeployInfoError::Io {
+            action: "write",
+            path: target.clone(),
+            source,
+        })?;
+    }
+    Ok(plan.outcome)
+}
+
+struct Plan {
+    outcome: WriteOutcome,
+    record_target: PathBuf,
+    history_target: Option<PathBuf>,
+    history_text: Option<String>,
+}
+
+/// Reads the current files and decides; writes nothing.
+fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
+    let record_target = write_target(&request.path)?;
+    let history_file = history_path(&request.path);
+    let history_target = match request.history_limit {
+        0 => None,
+        _ => Some(write_target(&history_file)?),
+    };
+    let before = read_bounded(&record_target)?;
+    let current = before
+        .as_deref()
+        .map(|text| parse_record(text, &request.path))
+        .transpose()?;
+    let before = before.unwrap_or_default();
+    let mut history = match &history_target {
+        Some(target) => match read_bounded(target)? {
+            Some(text) => parse_history(&text, &history_file)?,
+            None => Vec::new(),
+        },
+        None => Vec::new(),
+    };
+    let unchanged = current
+        .as_ref()
+        .filter(|c| c.same_deploy(&request.record) && !request.force);
+    if let Some(current) = unchanged {
+        let outcome = WriteOutcome {
+            changed: false,
+            path: request.path.clone(),
+            history_path: history_target.is_some().then_some(history_file),
+            record: current.clone(),
+            history,
+            after: before.clone(),
+            before,
+        };
+        return Ok(Plan {
+            outcome,
+            record_target,
+            history_target: None,
+            history_text: None,
+        });
+    }
+    let after = render_record(&request.record)?;
+    let history_text = match request.history_limit {
+        0 => None,
+        limit => {
+            // The current record belongs in the history too; it is missing
+            // when the history is new or an earlier write of it failed.
+            if let Some(current) = current
+                && history.last() != Some(&current)
+            {
+                history.push(current);
+            }
+            history.push(request.record.clone());
+            let excess = history.len().saturating_sub(limit);
+            history.drain(..excess);
+            Some(render_history(&history)?)
+        }
+    };
+    let outcome = WriteOutcome {
+        changed: true,
+        path: request.path.clone(),
+        history_path: history_target.is_some().then_some(history_file),
+        record: request.record.clone(),
+        history,
+        before,
+        after,
+    };
+    Ok(Plan {
+        outcome,
+        record_target,
+        history_target,
+        history_text,
+    })
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The file to replace for `path`: `path` itself, or, when it is a symlink,
+/// its target, provided that lies inside the app directory (the symlink's
+/// own directory). A link out of it could make a root-run deploy overwrite
+/// any file on the host.
+fn write_target(path: &Path) -> Result<PathBuf, DeployInfoError> {
+    let io_err = |action, path: &Path, source| DeployInfoError::Io {
+        action,
+        path: path.into(),
+        source,
+    };
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(path.into()),
+        Err(e) => return Err(io_err("inspect", path, e)),
+    };
+    if meta.is_file() {
+        return Ok(path.into());
+    }
+    if !meta.file_type().is_symlink() {
+        return Err(DeployInfoError::NotAFile { path: path.into() });
+    }
+    let dir = parent_dir(path);
+    let dir = fs::canonicalize(dir).map_err(|e| io_err("resolve", dir, e))?;
+    let target = match fs::canonicalize(path) {
+        Ok(t) => t,
+        // Dangling: resolve the directory it points into, keep the name.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let link = fs::read_link(path).map_err(|e| io_err("read symlink", path, e))?;
+            let lexical = dir.join(link);
+            let outside = || DeployInfoError::SymlinkOutside {
+                path: path.into(),
+                target: lexical.clone(),
+                dir: dir.clone(),
+            };
+            let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) else {
+                return Err(outside());
+            };
+            match fs::canonicalize(parent) {
+                Ok(p) => p.join(name),
+                Err(_) => return Err(outside()),
+            }
+        }
+        Err(e) => return Err(io_err("resolve symlink", path, e)),
+    };
+    if !target.starts_with(&dir) || target == dir {
+        return Err(DeployInfoError::SymlinkOutside {
+            path: path.into(),
+            target,
+            dir,
+        });
+    }
+    match fs::symlink_metadata(&target) {
+        Ok(m) if m.is_file() => Ok(target),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(target),
+        Ok(_) => Err(DeployInfoError::NotAFile { path: target }),
+        Err(e) => Err(io_err("inspect", &target, e)),
+    }
+}
+
+/// An exclusive `flock` on an app directory, held while its files are read,
+/// decided on and replaced; released when dropped (or the process dies).
+struct DirLock {
+    _dir: File,
+}
+
+// `File::try_lock` is std since 1.89; the crate needs a newer Rust than its
+// declared `rust-version` anyway (let chains), and flock through std beats a
+// libc dependency for one call.
+#[allow(clippy::incompatible_msrv)]
+fn lock_dir(dir: &Path) -> Result<DirLock, DeployInfoError> {
+    let handle = File::open(dir).map_err(|source| DeployInfoError::Io {
+        action: "open",
+        path: dir.into(),
+        source,
+    })?;
+    let start = Instant::now();
+    loop {
+        match handle.try_lock() {
+            Ok(()) => return Ok(DirLock { _dir: handle }),
+            Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_TIMEOUT => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(DeployInfoError::Locked {
+                    dir: dir.into(),
+                    waited: start.elapsed(),
+                });
+            }
+            Err(TryLockError::Error(source)) => {
+                return Err(DeployInfoError::Io {
+                    action: "lock",
+                    path: dir.into(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// The `write_deploy_info` module: arguments in, result fields out.
+pub fn write_module(args: &mut ModuleArgs) -> Result<Map<String, Value>, Failure> {
+    let request = WriteRequest::from_args(args, Utc::now())?;
+    let check_mode = args.check_mode();
+    let outcome = write(&request, check_mode)?;
+    let path = outcome.path.display().to_string();
+    let what = format!(
+        "{}{} of `{}` in workspace `{}`",
+        outcome.record.digest,
+        outcome
+            .record
+            .tag
+            .as_ref()
+            .map(|t| format!(" (tag {t})"))
+            .unwrap_or_default(),
+        outcome.record.image,
+        outcome.record.workspace
+    );
+    let msg = match (outcome.changed, check_mode) {
+        (false, _) => format!("`{path}` already records {what}; nothing to write"),
+        (true, true) => format!("would record {what} in `{path}`"),
+        (true, false) => format!("recorded {what} in `{path}`"),
+    };
+    let mut out = Map::new();
+    out.insert("changed".into(), outcome.changed.into());
+    out.insert("path".into(), path.clone().into());
+    if let Some(h) = &outcome.history_path {
+        out.insert("history_path".into(), h.display().to_string().into());
+    }
+    out.insert("deploy_info".into(), to_json(&outcome.record)?);
+    out.insert("msg".into(), msg.into());
+    if args.diff() {
+        out.insert(
+            "diff".into(),
+            json!({"before": outcome.before, "after": outcome.after, "before_header": path, "after_header": path}),
+        );
+    }
+    Ok(out)
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Value, Failure> {
+    serde_json::to_value(value).map_err(|e| Failure::new(format!("cannot encode the result: {e}")))
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+/// The arguments of `deploy_info`.
+pub const READ_ARGS: &[&str] = &["root", "org", "app", "path", "history", "strict"];
+
+/// A validated `deploy_info` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// Directory of `<org>/<app>/deploy-info.yml` files; default `/opt`.
+    pub root: PathBuf,
+    /// Only this org; default all.
+    pub org: Option<String>,
+    /// Only this app; default all.
+    pub app: Option<String>,
+    /// One explicit record file instead of a walk of `root`.
+    pub path: Option<PathBuf>,
+    /// Include each record's history; default true.
+    pub history: bool,
+    /// Fail on a file that cannot be read or parsed (default), rather than
+    /// skip it with a warning. Cleanup relies on this to fail closed.
+    pub strict: bool,
+}
+
+impl ReadRequest {
+    /// Takes and checks every argument.
+    pub fn from_args(args: &mut ModuleArgs) -> Result<ReadRequest, ArgsError> {
+        args.reject_unknown(READ_ARGS)?;
+        let root = checked_path("root", &args.string("root")?.unwrap_or_else(|| DEFAULT_ROOT.into()))?;
+        let org = args.string("org")?;
+        if let Some(org) = &org {
+            validate_segment("org", org)?;
+        }
+        let app = args.string("app")?;
+        if let Some(app) = &app {
+            validate_segment("app", app)?;
+        }
+        let path = args.string("path")?.map(|p| checked_path("path", &p)).transpose()?;
+        if path.is_some() && (org.is_some() || app.is_some()) {
+            return Err(invalid(
+                "path",
+                "names one file; it cannot be combined with `org` or `app`".into(),
+            ));
+        }
+        let history = args.bool("history", true)?;
+        let strict = args.bool("strict", true)?;
+        Ok(ReadRequest {
+            root,
+            org,
+            app,
+            path,
+            history,
+            strict,
+        })
+    }
+}
+
+/// A record as `deploy_info` returns it: its file, its fields, its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FoundRecord {
+    /// The `deploy-info.yml` it was read from.
+    pub path: PathBuf,
+    #[serde(flatten)]
+    pub record: DeployRecord,
+    /// Oldest first, the current deploy last; absent when not asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<DeployRecord>>,
+}
+
+/// Finds and reads the records `request` asks for, sorted by path. A file
+/// that cannot be read or parsed is an error when `strict`, else it is
+/// skipped and a warning is pushed onto `warnings`.
+pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result<Vec<FoundRecord>, DeployInfoError> {
+    let mut skip_or_fail = |e: DeployInfoError| {
+        if request.strict {
+            Err(e)
+        } else {
+            warnings.push(format!("skipped: {}", Failure::from_error(&e)));
+            Ok(())
+        }
+    };
+    let candidates = match &request.path {
+        Some(path) => vec![path.clone()],
+        None => {
+            let mut found = Vec::new();
+            let orgs = match &request.org {
+                Some(org) => vec![request.root.join(org)],
+                None => match subdirs(&request.root) {
+                    Ok(dirs) => dirs,
+                    Err(e) => {
+                        skip_or_fail(e)?;
+                        Vec::new()
+                    }
+                },
+            };
+            for org_dir in orgs {
+                let apps = match &request.app {
+                    Some(app) => vec![org_dir.join(app)],
+                    None => match subdirs(&org_dir) {
+                        Ok(dirs) => dirs,
+                        Err(e) => {
+                            skip_or_fail(e)?;
+                            continue;
+                        }
+                    },
+                };
+                for app_dir in apps {
+                    let file = app_dir.join(RECORD_FILE);
+                    // Other software lives under /opt too: no file, no app.
+                    if fs::symlink_metadata(&file).is_ok() {
+                        found.push(file);
+                    }
+                }
+            }
+            found
+        }
+    };
+    let mut records = Vec::new();
+    for path in candidates {
+        let loaded = (|| -> Result<FoundRecord, DeployInfoError> {
+            let record = read_record(&path)?.ok_or_else(|| DeployInfoError::Io {
+                action: "read",
+                path: path.clone(),
+                source: io::ErrorKind::NotFound.into(),
+            })?;
+            let history = if request.history {
+                Some(read_history(&path)?)
+            } else {
+                None
+            };
+            Ok(FoundRecord {
+                path: path.clone(),
+                record,
+                history,
+            })
+        })();
+        match loaded {
+            Ok(found) => records.push(found),
+            Err(e) => skip_or_fail(e)?,
+        }
+    }
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(records)
+}
+
+/// The visible subdirectories of `dir`, sorted; none if `dir` is missing
+/// (a host with nothing deployed).
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
+    let io_err = |source| DeployInfoError::Io {
+        action: "list",
+        path: dir.into(),
+        source,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(io_err(e)),
+    };
+    let mut dirs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err)?;
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with('.') && path.is_dir() {
+            dirs.push(path);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
+/// The `deploy_info` module: arguments in, result fields out. Read only, so
+/// check mode changes nothing about it.
+pub fn read_module(args: &mut ModuleArgs) -> Result<Map<String, Value>, Failure> {
+    let request = ReadRequest::from_args(args)?;
+    let mut warnings = Vec::new();
+    let records = find_records(&request, &mut warnings)?;
+    for w in warnings {
+        args.warn(w);
+    }
+    let mut out = Map::new();
+    out.insert("changed".into(), false.into());
+    out.insert("deploy_info".into(), to_json(&records)?);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn record(digest: &str, deployed_at: &str) -> DeployRecord {
+        DeployRecord {
+            app: "hello-world".into(),
+            workspace: "dev".into(),
+            image: "registry.rednaw.nl/rednaw/hello-world".into(),
+            tag: Some("eb53023".parse().unwrap()),
+            digest: digest.parse().unwrap(),
+            description: Some("add healthcheck + fix nginx proxy header".into()),
+            deployed_at: deployed_at.into(),
+            deployed_by: Some("wander@casa".into()),
+            built_at: Some("2026-01-25T01:01:33Z".into()),
+            revision: None,
+            source: Some("https://github.com/rednaw/hello-world".into()),
+        }
+    }
+
+    fn request(root: &Path, extra: Value) -> Result<WriteRequest, ArgsError> {
+        let mut map = json!({"org": "rednaw", "app": "hello-world", "workspace": "dev",
+            "image": "registry.rednaw.nl/rednaw/hello-world", "digest": D1, "tag": "eb53023",
+            "root": root.to_str().unwrap(), "deployed_at": "2026-01-25T01:10:00Z"});
+        map.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let Value::Object(map) = map else { unreachable!() };
+        let mut args = ModuleArgs::from_map(map, false, false);
+        WriteRequest::from_args(
+            &mut args,
+            DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().into(),
+        )
+    }
+
+    #[test]
+    fn renders_keys_in_contract_order() {
+        let text = render_record(&record(D1, "2026-01-25T01:10:00Z")).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\ntag: eb53023\n\
+                 digest: {D1}\ndescription: add healthcheck + fix nginx proxy header\n\
+                 deployed_at: 2026-01-25T01:10:00Z\ndeployed_by: wander@casa\nbuilt_at: 2026-01-25T01:01:33Z\n\
+                 revision: null\nsource: https://github.com/rednaw/hello-world\n"
+            )
+        );
+        assert_eq!(
+            parse_record(&text, Path::new("x")).unwrap(),
+            record(D1, "2026-01-25T01:10:00Z")
+        );
+    }
+
+    #[test]
+    fn reads_the_canonical_hand_written_schema() {
+        let text = format!(
+            "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\n\n\
+             tag: eb53023\ndigest: {D1}\n\ndescription: \"add healthcheck\"\n\n\
+             deployed_at: \"2026-01-25T01:10:00Z\"\ndeployed_by: \"wander@casa\"\n"
+        );
+        let r = parse_record(&text, Path::new("x")).unwrap();
+        assert_eq!(r.deployed_at, "2026-01-25T01:10:00Z");
+        assert_eq!((r.built_at, r.revision, r.source), (None, None, None));
+    }
+
+    #[test]
+    fn malformed_records_name_the_file() {
+        for text in [
+            "",
+            "[1, 2]",
+            "app: x\n",
+            "app: a\nworkspace: w\nimage: i\ndigest: sha256:abc\ndeployed_at: t\n",
+        ] {
+            let e = parse_record(text, Path::new("/opt/o/a/deploy-info.yml")).unwrap_err();
+            assert!(
+                e.to_string()
+                    .starts_with("`/opt/o/a/deploy-info.yml` is not a valid deploy-info file"),
+                "{e}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_description_round_trips(s in "\\PC*|[\\x00-\\x7f\\u{80}-\\u{10ffff}]{0,64}") {
+            let mut r = record(D1, "2026-01-25T01:10:00Z");
+            r.description = Some(s);
+            let text = render_record(&r).unwrap();
+            proptest::prop_assert_eq!(parse_record(&text, Path::new("x")).unwrap(), r.clone());
+            let history = render_history(&[r.clone(), r.clone()]).unwrap();
+            proptest::prop_assert_eq!(parse_history(&history, Path::new("x")).unwrap(), vec![r.clone(), r]);
+        }
+    }
+
+    #[test]
+    fn segments() {
+        for ok in ["rednaw", "hello-world", "a.b", "dev_1", "ünï"] {
+            validate_segment("org", ok).unwrap();
+        }
+        for (bad, why) in [
+            ("", "must not be empty"),
+            ("a/b", "without `/`"),
+            ("..", "`..`"),
+            ("a..b", "`..`"),
+            (".hidden", "start with `.`"),
+            ("a\0b", "control characters"),
+            ("a\nb", "control characters"),
+        ] {
+            let e = validate_segment("org", bad).unwrap_err().to_string();
+            assert!(e.starts_with("argument `org`: "), "{e}");
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(validate_segment("app", &"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn images() {
+        validate_image("image", "registry.rednaw.nl/rednaw/hello-world").unwrap();
+        validate_image("image", "127.0.0.1:5000/acme/web").unwrap();
+        for bad in [
+            "registry.rednaw.nl/rednaw/hello-world:eb53023",
+            &format!("registry.rednaw.nl/rednaw/hello-world@{D1}"),
+            "nginx",
+            "rednaw/hello-world",
+            "Registry.example.com/UPPER",
+            "",
+        ] {
+            let e = validate_image("image", bad).unwrap_err().to_string();
+            assert!(e.starts_with("argument `image`: "), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn times_are_normalised_to_utc_seconds() {
+        assert_eq!(
+            normalise_time("t", "2026-01-25T02:10:00.987+01:00").unwrap(),
+            "2026-01-25T01:10:00Z"
+        );
+        assert_eq!(
+            normalise_time("t", "2026-01-25T01:10:00Z").unwrap(),
+            "2026-01-25T01:10:00Z"
+        );
+        assert!(
+            normalise_time("t", "2026-01-25 01:10")
+                .unwrap_err()
+                .to_string()
+                .starts_with("argument `t`: ")
+        );
+        assert!(normalise_time("t", "yesterday").is_err());
+    }
+
+    #[test]
+    fn request_from_args() {
+        let root = Path::new("/srv");
+        let r = request(root, json!({})).unwrap();
+        assert_eq!(r.path, Path::new("/srv/rednaw/hello-world/deploy-info.yml"));
+        assert_eq!((r.history_limit, r.mode, r.force), (20, 0o644, false));
+        assert_eq!(r.record.deployed_at, "2026-01-25T01:10:00Z");
+        let r = request(
+            root,
+            json!({"deployed_at": null, "tag": null, "path": "/etc/x/d.yml", "org": null,
+                                     "history_limit": "3", "mode": "0600", "force": "yes"}),
+        )
+        .unwrap();
+        assert_eq!(r.record.deployed_at, "2030-01-01T00:00:00Z");
+        assert_eq!(r.record.tag, None);
+        assert_eq!(r.path, Path::new("/etc/x/d.yml"));
+        assert_eq!((r.history_limit, r.mode, r.force), (3, 0o600, true));
+        for (extra, msg) in [
+            (json!({"org": null}), "missing required argument `org`"),
+            (json!({"app": "../etc"}), "argument `app`: "),
+            (json!({"workspace": "a/b"}), "argument `workspace`: "),
+            (
+                json!({"digest": "sha256:ABC"}),
+                "argument `digest`: invalid digest `sha256:ABC`",
+            ),
+            (json!({"tag": "-x"}), "argument `tag`: invalid tag `-x`"),
+            (json!({"app": ["x"]}), "argument `app` must be a string, got a list"),
+            (json!({"force": "maybe"}), "argument `force` must be a boolean"),
+            (
+                json!({"history_limit": -1}),
+                "argument `history_limit` must be a non-negative integer",
+            ),
+            (
+                json!({"path": "relative/d.yml"}),
+                "argument `path`: `relative/d.yml` must be an absolute path",
+            ),
+            (
+                json!({"path": "/opt/x/"}),
+                "argument `path`: `/opt/x/` must name a file",
+            ),
+            (json!({"path": "/opt/../etc/passwd"}), "argument `path`: "),
+            (json!({"root": "opt"}), "argument `root`: "),
+            (
+                json!({"description": "x".repeat(MAX_DESCRIPTION_BYTES + 1)}),
+                "argument `description`: is ",
+            ),
+            (json!({"colour": "red"}), "unsupported argument `colour`"),
+        ] {
+            let e = request(root, extra.clone()).unwrap_err().to_string();
+            assert!(e.starts_with(msg), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn write_is_idempotent_and_keeps_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let first = request(root, json!({"history_limit": 2})).unwrap();
+        let check = write(&first, true).unwrap();
+        assert!(check.changed);
+        assert!(!root.join("rednaw").exists(), "check mode created something");
+        let done = write(&first, false).unwrap();
+        assert!(done.changed);
+        assert_eq!(done.before, "");
+        assert_eq!(fs::read_to_string(&first.path).unwrap(), done.after);
+        assert_eq!(read_history(&first.path).unwrap(), vec![first.record.clone()]);
+
+        let again = request(root, json!({"history_limit": 2, "deployed_at": "2026-02-01T00:00:00Z"})).unwrap();
+        let same = write(&again, false).unwrap();
+        assert!(!same.changed);
+        assert_eq!(
+            same.record.deployed_at, "2026-01-25T01:10:00Z",
+            "kept when the deploy is the same"
+        );
+
+        let mut records = vec![first.record.clone()];
+        for (i, d) in [D2, D1, D2].iter().enumerate() {
+            let r = request(
+                root,
+                json!({"history_limit": 2, "digest": d, "deployed_at": format!("2026-02-0{}T00:00:00Z", i + 1)}),
+            )
+            .unwrap();
+            assert!(write(&r, false).unwrap().changed);
+            records.push(r.record.clone());
+        }
+        assert_eq!(read_history(&first.path).unwrap(), records[2..].to_vec());
+        assert_eq!(read_record(&first.path).unwrap().unwrap(), records[3]);
+
+        let forced = request(root, json!({"history_limit": 2, "digest": D2, "force": true})).unwrap();
+        assert!(write(&forced, false).unwrap().changed);
+        assert_eq!(
+            read_history(&first.path).unwrap(),
+            vec![records[3].clone(), forced.record.clone()]
+        );
+    }
+
+    #[test]
+    fn history_limit_zero_leaves_history_alone_and_a_missing_history_is_seeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = request(dir.path(), json!({"history_limit": 0})).unwrap();
+        write(&a, false).unwrap();
+        assert!(!history_path(&a.path).exists());
+        let b = request(dir.path(), json!({"digest": D2})).unwrap();
+        let out = write(&b, false).unwrap();
+        assert_eq!(out.history, vec![a.record.clone(), b.record.clone()]);
+        assert_eq!(read_history(&a.path).unwrap(), out.history);
+    }
+
+    #[test]
+    fn symlinks_out_of_the_app_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = request(dir.path(), json!({})).unwrap();
+        let app = r.path.parent().unwrap();
+        fs::create_dir_all(app).unwrap();
+        let outside = dir.path().join("passwd");
+        fs::write(&outside, "root:x:0:0\n").unwrap();
+        std::os::unix::fs::symlink(&outside, &r.path).unwrap();
+        let e = write(&r, false).unwrap_err();
+        assert!(matches!(e, DeployInfoError::SymlinkOutside { .. }), "{e}");
+        assert!(write(&r, true).is_err(), "check mode predicts the failure");
+        assert_eq!(fs::read_to_string(&outside).unwrap(), "root:x:0:0\n");
+        // A dangling link out of the directory is refused as well.
+        fs::remove_file(&r.path).unwrap();
+        std::os::unix::fs::symlink("../../../elsewhere.yml", &r.path).unwrap();
+        assert!(matches!(
+            write(&r, false).unwrap_err(),
+            DeployInfoError::SymlinkOutside { .. }
+        ));
+        assert!(!dir.path().join("elsewhere.yml").exists());
+        // A link within it is followed and kept.
+        fs::remove_file(&r.path).unwrap();
+        fs::create_dir(app.join("releases")).unwrap();
+        std::os::unix::fs::symlink("releases/current.yml", &r.path).unwrap();
+        write(&r, false).unwrap();
+        assert!(fs::symlink_metadata(&r.path).unwrap().file_type().is_symlink());
+        assert_eq!(
+            read_record(&app.join("releases/current.yml")).unwrap().unwrap(),
+            r.record
+        );
+    }
+
+    #[test]
+    fn a_malformed_current_file_fails_naming_it_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = request(dir.path(), json!({})).unwrap();
+        fs::create_dir_all(r.path.parent().unwrap()).unwrap();
+        fs::write(&r.path, "app: [unclosed\n").unwrap();
+        let e = Failure::from(write(&r, false).unwrap_err());
+        assert!(
+            e.msg.contains("deploy-info.yml` is not a valid deploy-info file"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(e.fields["path"], json!(r.path.display().to_string()));
+        assert_eq!(fs::read_to_string(&r.path).unwrap(), "app: [unclosed\n");
+    }
+
+    #[test]
+    fn finds_records_filters_and_reports_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for (org, app) in [("acme", "web"), ("acme", "api"), ("other", "web")] {
+            let r = request(root, json!({"org": org, "app": app})).unwrap();
+            write(&r, false).unwrap();
+        }
+        fs::create_dir_all(root.join("containerd/bin")).unwrap();
+        let mut req = ReadRequest {
+            root: root.into(),
+            org: None,
+            app: None,
+            path: None,
+            history: true,
+            strict: true,
+        };
+        let mut warnings = Vec::new();
+        let all = find_records(&req, &mut warnings).unwrap();
+        let apps: Vec<_> = all
+            .iter()
+            .map(|f| f.path.strip_prefix(root).unwrap().to_path_buf())
+            .collect();
+        assert_eq!(
+            apps,
+            [
+                "acme/api/deploy-info.yml",
+                "acme/web/deploy-info.yml",
+                "other/web/deploy-info.yml"
+            ]
+            .map(PathBuf::from)
+        );
+        assert_eq!(all[0].history.as_ref().unwrap(), &vec![all[0].record.clone()]);
+        req.app = Some("web".into());
+        assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 2);
+        req.org = Some("acme".into());
+        assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 1);
+        req.org = Some("nobody".into());
+        assert!(find_records(&req, &mut warnings).unwrap().is_empty());
+        assert!(warnings.is_empty());
+
+        fs::write(root.join("acme/api/deploy-history.yml"), "- not: a record\n").unwrap();
+        req.org = None;
+        req.app = None;
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("acme/api/deploy-history.yml"), "{e}");
+        req.history = false;
+        assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 3);
+        req.history = true;
+        req.strict = false;
+        assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 2);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("skipped: `"), "{}", warnings[0]);
+    }
+
+    #[test]
+    fn oversized_files_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("deploy-info.yml");
+        let f = File::create(&p).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let e = read_record(&p).unwrap_err();
+        assert!(matches!(e, DeployInfoError::TooLarge { .. }), "{e}");
+        assert!(e.to_string().contains("deploy-info.yml` is larger than"), "{e}");
+    }
+}
