@@ -7,9 +7,16 @@
 pub mod ansible;
 pub mod atomic;
 pub mod ci_metadata;
+pub mod cleanup;
+pub mod cli;
+pub mod credentials;
 pub mod deploy_info;
 pub mod deploy_state;
+pub mod facts;
+pub mod fixture;
+pub mod image;
 pub mod listing;
 pub mod metadata;
 pub mod policy;
 pub mod reference;
+pub mod registry;

@@ -1,0 +1,355 @@
+//! Registry credentials, looked up the way docker, podman and crane users
+//! expect. First match wins:
+//!
+//! 1. env `REGISTRY_USERNAME` + `REGISTRY_PASSWORD` (for every registry);
+//! 2. `REGISTRY_AUTH_FILE`, else podman's `$XDG_RUNTIME_DIR/containers/auth.json`;
+//! 3. `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, including
+//!    `credHelpers` and `credsStore`;
+//! 4. anonymous.
+//!
+//! Secrets live in [`Secret`], whose `Debug` and `Display` print
+//! `<redacted>`, so no error or log line can carry one.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use docker_credential::{CredentialRetrievalError, DockerCredential};
+
+/// A secret value (password or token). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The secret itself, for building an `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Credentials for one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Anonymous,
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// An identity (refresh) token, as `docker login` stores for some registries.
+    IdentityToken(Secret),
+}
+
+/// Where a credential came from, for messages (never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    Anonymous,
+    Environment,
+    File(PathBuf),
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::Anonymous => f.write_str("no credentials (anonymous)"),
+            CredentialSource::Environment => f.write_str("credentials from REGISTRY_USERNAME/REGISTRY_PASSWORD"),
+            CredentialSource::File(p) => write!(f, "credentials from `{}`", p.display()),
+        }
+    }
+}
+
+/// Why a configured credential could not be read. The helper's output is
+/// never included: it may hold the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("credential helper `docker-credential-{helper}` failed for `{registry}` (configured in `{file}`)")]
+    Helper {
+        helper: String,
+        registry: String,
+        file: PathBuf,
+    },
+    #[error("cannot read credentials for `{registry}` from `{file}`: {reason}")]
+    File {
+        registry: String,
+        file: PathBuf,
+        reason: String,
+    },
+    #[error("REGISTRY_USERNAME is set but REGISTRY_PASSWORD is not (or the other way round)")]
+    HalfEnvironment,
+}
+
+/// The process environment and paths the lookup reads, injectable for tests.
+#[derive(Debug, Clone, Default)]
+pub struct LookupEnv {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub registry_auth_file: Option<PathBuf>,
+    pub xdg_runtime_dir: Option<PathBuf>,
+    pub docker_config: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+}
+
+impl LookupEnv {
+    /// Reads the variables from the process environment.
+    pub fn from_process() -> LookupEnv {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let path = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        LookupEnv {
+            username: var("REGISTRY_USERNAME"),
+            password: var("REGISTRY_PASSWORD"),
+            registry_auth_file: path("REGISTRY_AUTH_FILE"),
+            xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
+            docker_config: path("DOCKER_CONFIG"),
+            home: path("HOME"),
+        }
+    }
+
+    /// The auth files to consult, in order.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        if let Some(f) = &self.registry_auth_file {
+            files.push(f.clone());
+        } else if let Some(dir) = &self.xdg_runtime_dir {
+            files.push(dir.join("containers/auth.json"));
+        }
+        if let Some(dir) = &self.docker_config {
+            files.push(dir.join("config.json"));
+        } else if let Some(home) = &self.home {
+            files.push(home.join(".docker/config.json"));
+        }
+        files
+    }
+}
+
+/// Looks up the credential for `registry` (`HOST[:PORT]` as written in
+/// references).
+pub fn lookup(registry: &str, env: &LookupEnv) -> Result<(Credential, CredentialSource), CredentialError> {
+    match (&env.username, &env.password) {
+        (Some(u), Some(p)) => {
+            return Ok((
+                Credential::Basic {
+                    username: u.clone(),
+                    password: Secret::new(p.clone()),
+                },
+                CredentialSource::Environment,
+            ));
+        }
+        (None, None) => {}
+        _ => return Err(CredentialError::HalfEnvironment),
+    }
+    for file in env.files() {
+        if let Some(cred) = from_file(&file, registry)? {
+            return Ok((cred, CredentialSource::File(file)));
+        }
+    }
+    Ok((Credential::Anonymous, CredentialSource::Anonymous))
+}
+
+/// The keys docker and podman may have stored a registry's entry under.
+fn server_keys(registry: &str) -> Vec<String> {
+    let mut keys = vec![
+        registry.to_string(),
+        format!("https://{registry}"),
+        format!("http://{registry}"),
+    ];
+    if matches!(registry, "docker.io" | "index.docker.io" | "registry-1.docker.io") {
+        keys.insert(0, "https://index.docker.io/v1/".to_string());
+        keys.extend(["index.docker.io".to_string(), "docker.io".to_string()]);
+    }
+    keys
+}
+
+fn from_file(file: &Path, registry: &str) -> Result<Option<Credential>, CredentialError> {
+    let bytes = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(CredentialError::File {
+                registry: registry.into(),
+                file: file.into(),
+                reason: e.to_string(),
+            });
+        }
+    };
+    for key in server_keys(registry) {
+        match docker_credential::get_credential_from_reader(bytes.as_slice(), &key) {
+            Ok(DockerCredential::UsernamePassword(username, password)) => {
+                return Ok(Some(Credential::Basic {
+                    username,
+                    password: Secret::new(password),
+                }));
+            }
+            Ok(DockerCredential::IdentityToken(token)) => {
+                return Ok(Some(Credential::IdentityToken(Secret::new(token))));
+            }
+            Err(CredentialRetrievalError::NoCredentialConfigured) => continue,
+            Err(CredentialRetrievalError::HelperFailure { helper, .. }) => {
+                return Err(CredentialError::Helper {
+                    helper: helper.trim_start_matches("docker-credential-").to_string(),
+                    registry: registry.into(),
+                    file: file.into(),
+                });
+            }
+            Err(CredentialRetrievalError::HelperCommunicationError) => {
+                return Err(CredentialError::File {
+                    registry: registry.into(),
+                    file: file.into(),
+                    reason: "its credential helper could not be run (is it installed and on PATH?)".into(),
+                });
+            }
+            // A credsStore that has nothing for this key is not an error for
+            // the other keys; other failures are.
+            Err(CredentialRetrievalError::MalformedHelperResponse) => {
+                return Err(CredentialError::File {
+                    registry: registry.into(),
+                    file: file.into(),
+                    reason: "its credential helper gave an unreadable answer".into(),
+                });
+            }
+            Err(e) => {
+                // Messages of the other variants carry no secret.
+                return Err(CredentialError::File {
+                    registry: registry.into(),
+                    file: file.into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn auth_json(dir: &Path, name: &str, registry_key: &str, user: &str, pass: &str) -> PathBuf {
+        let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        let p = dir.join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, format!(r#"{{"auths": {{"{registry_key}": {{"auth": "{enc}"}}}}}}"#)).unwrap();
+        p
+    }
+
+    fn basic(u: &str, p: &str) -> Credential {
+        Credential::Basic {
+            username: u.into(),
+            password: Secret::new(p),
+        }
+    }
+
+    #[test]
+    fn lookup_order_env_then_podman_then_docker_then_anonymous() {
+        let dir = tempfile::tempdir().unwrap();
+        let podman = auth_json(
+            dir.path(),
+            "run/containers/auth.json",
+            "reg.example:5000",
+            "podman",
+            "p1",
+        );
+        let docker = auth_json(
+            dir.path(),
+            "docker/config.json",
+            "https://reg.example:5000",
+            "docker",
+            "p2",
+        );
+        let _ = (&podman, &docker);
+        let mut env = LookupEnv {
+            username: Some("envuser".into()),
+            password: Some("envpass".into()),
+            xdg_runtime_dir: Some(dir.path().join("run")),
+            docker_config: Some(dir.path().join("docker")),
+            ..Default::default()
+        };
+        let (c, s) = lookup("reg.example:5000", &env).unwrap();
+        assert_eq!((c, s), (basic("envuser", "envpass"), CredentialSource::Environment));
+
+        env.username = None;
+        env.password = None;
+        let (c, s) = lookup("reg.example:5000", &env).unwrap();
+        assert_eq!((c, s), (basic("podman", "p1"), CredentialSource::File(podman.clone())));
+
+        // REGISTRY_AUTH_FILE replaces the podman default path.
+        env.registry_auth_file = Some(dir.path().join("nonexistent.json"));
+        let (c, s) = lookup("reg.example:5000", &env).unwrap();
+        assert_eq!((c, s), (basic("docker", "p2"), CredentialSource::File(docker.clone())));
+
+        let (c, s) = lookup("other.example", &env).unwrap();
+        assert_eq!((c, s), (Credential::Anonymous, CredentialSource::Anonymous));
+    }
+
+    #[test]
+    fn home_docker_config_and_docker_hub_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        auth_json(
+            dir.path(),
+            ".docker/config.json",
+            "https://index.docker.io/v1/",
+            "hubuser",
+            "hubpass",
+        );
+        let env = LookupEnv {
+            home: Some(dir.path().into()),
+            ..Default::default()
+        };
+        assert_eq!(lookup("docker.io", &env).unwrap().0, basic("hubuser", "hubpass"));
+    }
+
+    #[test]
+    fn half_environment_is_an_error() {
+        let env = LookupEnv {
+            username: Some("u".into()),
+            ..Default::default()
+        };
+        assert!(matches!(lookup("r", &env), Err(CredentialError::HalfEnvironment)));
+    }
+
+    #[test]
+    fn failing_helper_never_shows_its_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let helper = bin.join("docker-credential-leaky");
+        std::fs::write(&helper, "#!/bin/sh\necho 'hunter2-secret'; exit 1\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = dir.path().join("docker");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("config.json"), r#"{"credHelpers": {"reg.example": "leaky"}}"#).unwrap();
+        // The helper is found through PATH; extend it for this process only.
+        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        // SAFETY: tests in this module do not read PATH concurrently.
+        unsafe { std::env::set_var("PATH", path) };
+        let env = LookupEnv {
+            docker_config: Some(cfg),
+            ..Default::default()
+        };
+        let err = lookup("reg.example", &env).unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("docker-credential-leaky"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn secret_is_redacted() {
+        let c = basic("u", "hunter2");
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert_eq!(Secret::new("x").to_string(), "<redacted>");
+    }
+}

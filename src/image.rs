@@ -1,0 +1,278 @@
+//! Reading an image's CI metadata and sizes from its manifest: the platform
+//! child of an index, the config labels, the annotation fallback.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use oci_client::manifest::{OciImageIndex, OciImageManifest};
+
+use crate::listing::{ImageEntry, ManifestKind};
+use crate::metadata::ImageMetadata;
+use crate::reference::{Digest, Reference};
+use crate::registry::{CONFIG_LIMIT, Client, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, Manifest, RegistryError};
+
+/// `os/arch[/variant]`, e.g. `linux/amd64`, `linux/arm64/v8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid platform `{0}`: expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/amd64")]
+pub struct PlatformError(String);
+
+impl FromStr for Platform {
+    type Err = PlatformError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: None,
+            }),
+            [os, arch, v] if ok(os) && ok(arch) && ok(v) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: Some(v.to_string()),
+            }),
+            _ => Err(PlatformError(s.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A manifest, parsed by kind.
+#[derive(Debug, Clone)]
+pub enum Parsed {
+    Image(Box<OciImageManifest>),
+    Index(OciImageIndex),
+}
+
+/// Parses a manifest body by its media type (OCI or Docker, image or index).
+pub fn parse_manifest(registry: &str, m: &Manifest) -> Result<Parsed, RegistryError> {
+    let invalid = |e: serde_json::Error| RegistryError::Invalid {
+        registry: registry.into(),
+        what: format!("manifest `{}`", m.digest),
+        detail: e.to_string(),
+    };
+    if m.media_type == MEDIA_OCI_INDEX || m.media_type == MEDIA_DOCKER_LIST {
+        serde_json::from_slice(&m.body).map(Parsed::Index).map_err(invalid)
+    } else {
+        serde_json::from_slice(&m.body)
+            .map(|x| Parsed::Image(Box::new(x)))
+            .map_err(invalid)
+    }
+}
+
+/// What [`describe`] found: the entry for the digest and, for an index, the
+/// entries of its children.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub entry: ImageEntry,
+    pub children: Vec<ImageEntry>,
+}
+
+/// The minimal view of an image config that labels need. Read with a
+/// struct of our own rather than a full config type so that configs with
+/// unusual or missing fields still give their labels.
+#[derive(serde::Deserialize)]
+struct ConfigBlob {
+    #[serde(default)]
+    config: Option<ConfigSection>,
+}
+
+#[derive(serde::Deserialize)]
+struct ConfigSection {
+    #[serde(rename = "Labels", default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+fn parse_digest(registry: &str, s: &str) -> Result<Digest, RegistryError> {
+    s.parse()
+        .map_err(|e: crate::reference::ReferenceError| RegistryError::Invalid {
+            registry: registry.into(),
+            what: "descriptor".into(),
+            detail: e.to_string(),
+        })
+}
+
+/// Reads the metadata and sizes of `manifest` (in repository `repo`). For an
+/// index, the labels come from the `platform` child (else the first child,
+/// with a warning); every child manifest is read for sizes.
+pub async fn describe(
+    client: &Client,
+    repo: &Reference,
+    manifest: &Manifest,
+    platform: &Platform,
+) -> Result<Described, RegistryError> {
+    let registry = repo.registry.as_str();
+    match parse_manifest(registry, manifest)? {
+        Parsed::Image(img) => {
+            let entry = describe_image(client, repo, manifest, &img, None).await?;
+            Ok(Described {
+                entry,
+                children: Vec::new(),
+            })
+        }
+        Parsed::Index(index) => {
+            let mut children = Vec::new();
+            let mut child_digests = Vec::new();
+            for e in &index.manifests {
+                child_digests.push(parse_digest(registry, &e.digest)?);
+            }
+            let chosen = index.manifests.iter().position(|e| {
+                e.platform.as_ref().is_some_and(|p| {
+                    p.os.to_string() == platform.os
+                        && p.architecture.to_string() == platform.architecture
+                        && (platform.variant.is_none() || p.variant == platform.variant)
+                })
+            });
+            let mut warnings = Vec::new();
+            let chosen = match chosen {
+                Some(i) => Some(i),
+                None if index.manifests.is_empty() => {
+                    warnings.push("index has no child manifests".to_string());
+                    None
+                }
+                None => {
+                    warnings.push(format!(
+                        "index has no `{platform}` child; labels read from the first child"
+                    ));
+                    Some(0)
+                }
+            };
+            let index_annotations = index
+                .annotations
+                .clone()
+                .map(|a| a.into_iter().collect::<BTreeMap<_, _>>());
+            let mut metadata = None;
+            // Children are fetched one after another here; callers describe many
+            // digests concurrently, which keeps the pool busy.
+            for (i, d) in child_digests.iter().enumerate() {
+                let child = client.manifest_get(repo, &d.to_string()).await?;
+                match parse_manifest(registry, &child)? {
+                    Parsed::Image(img) => {
+                        let annotations = if Some(i) == chosen {
+                            index_annotations.as_ref()
+                        } else {
+                            None
+                        };
+                        let entry = describe_image(client, repo, &child, &img, annotations.map(Some)).await?;
+                        if Some(i) == chosen {
+                            metadata = Some(entry.metadata.clone());
+                        }
+                        children.push(entry);
+                    }
+                    Parsed::Index(_) => {
+                        // Nested indexes are rare; recorded without metadata.
+                        children.push(ImageEntry {
+                            digest: child.digest.clone(),
+                            media_type: child.media_type.clone(),
+                            kind: ManifestKind::Index,
+                            metadata: ImageMetadata::default(),
+                            children: Vec::new(),
+                            blobs: BTreeMap::new(),
+                            manifest_size: child.body.len() as u64,
+                        });
+                    }
+                }
+            }
+            let mut metadata = metadata.unwrap_or_else(|| ImageMetadata::from_labels(None, index_annotations.as_ref()));
+            metadata.warnings.splice(0..0, warnings);
+            Ok(Described {
+                entry: ImageEntry {
+                    digest: manifest.digest.clone(),
+                    media_type: manifest.media_type.clone(),
+                    kind: ManifestKind::Index,
+                    metadata,
+                    children: child_digests,
+                    blobs: BTreeMap::new(),
+                    manifest_size: manifest.body.len() as u64,
+                },
+                children,
+            })
+        }
+    }
+}
+
+/// `extra_annotations`: `Some(index annotations)` for the chosen child of an
+/// index (a second fallback after the child's own annotations), `None` else.
+async fn describe_image(
+    client: &Client,
+    repo: &Reference,
+    manifest: &Manifest,
+    img: &OciImageManifest,
+    extra_annotations: Option<Option<&BTreeMap<String, String>>>,
+) -> Result<ImageEntry, RegistryError> {
+    let registry = repo.registry.as_str();
+    let config_digest = parse_digest(registry, &img.config.digest)?;
+    let mut blobs = BTreeMap::new();
+    blobs.insert(config_digest.clone(), img.config.size.max(0) as u64);
+    for l in &img.layers {
+        blobs.insert(parse_digest(registry, &l.digest)?, l.size.max(0) as u64);
+    }
+    let config = client.blob_get(repo, &config_digest, CONFIG_LIMIT).await?;
+    let labels = serde_json::from_slice::<ConfigBlob>(&config)
+        .ok()
+        .and_then(|c| c.config)
+        .and_then(|c| c.labels);
+    let mut annotations: BTreeMap<String, String> = img
+        .annotations
+        .clone()
+        .map(|a| a.into_iter().collect())
+        .unwrap_or_default();
+    if let Some(Some(extra)) = extra_annotations {
+        for (k, v) in extra {
+            annotations.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
+    let metadata = ImageMetadata::from_labels(labels.as_ref(), Some(&annotations));
+    Ok(ImageEntry {
+        digest: manifest.digest.clone(),
+        media_type: manifest.media_type.clone(),
+        kind: ManifestKind::Image,
+        metadata,
+        children: Vec::new(),
+        blobs,
+        manifest_size: manifest.body.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn platform_parsing() {
+        assert_eq!("linux/amd64".parse::<Platform>().unwrap(), Platform::default());
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.variant.as_deref(), Some("v8"));
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert!("linux".parse::<Platform>().is_err());
+        assert!("linux//amd64".parse::<Platform>().is_err());
+    }
+}
