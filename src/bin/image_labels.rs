@@ -4,12 +4,12 @@
 //! input (not a repository, no commit, no `origin` and no `--source`, a
 //! source without a web address, a dirty tree with `--require-clean`).
 
-use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use image_lifecycle::ci_metadata::{self, CiMetadataError, DirtyPolicy, Format};
+use image_lifecycle::cli::{self, Failure};
 use image_lifecycle::reference::Reference;
 
 const AFTER_HELP: &str = "\
@@ -66,51 +66,45 @@ fn main() -> ExitCode {
             )
             .exit();
     }
-    let text = match run(&cli) {
-        Ok(text) => text,
-        Err(e) => {
-            report(&e);
-            return ExitCode::from(if e.is_invalid_input() { 2 } else { 1 });
-        }
-    };
-    let mut stdout = io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        // A reader that stopped early (`| head`) is not an error.
-        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
-            eprintln!("error: cannot write to stdout\ncaused by: {e}");
-            ExitCode::FAILURE
-        }
-        _ => ExitCode::SUCCESS,
-    }
+    cli::finish(run(&cli))
 }
 
-/// Reads the labels and renders them; warnings go to stderr at once.
-fn run(cli: &Cli) -> Result<String, CiMetadataError> {
+fn run(cli: &Cli) -> Result<(), Failure> {
     let dirty = if cli.require_clean {
         DirtyPolicy::Refuse
     } else {
         DirtyPolicy::Warn
     };
-    let source = cli.source.as_deref().map(ci_metadata::parse_source).transpose()?;
-    let report = ci_metadata::labels_from_repo(&cli.repo_dir, source, dirty)?;
+    let source = cli
+        .source
+        .as_deref()
+        .map(ci_metadata::parse_source)
+        .transpose()
+        .map_err(failure)?;
+    let report = ci_metadata::labels_from_repo(&cli.repo_dir, source, dirty).map_err(failure)?;
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        cli::warn(warning);
     }
-    Ok(report.labels.render(cli.format, cli.image.as_ref()))
+    cli::print_stdout(&report.labels.render(cli.format, cli.image.as_ref()))
 }
 
-/// `error: …`, then each cause, then the hint.
-fn report(e: &CiMetadataError) {
-    let mut text = format!("error: {e}\n");
-    let mut cause = std::error::Error::source(e);
+/// The error, each line of each cause (git's messages span lines), the hint.
+fn failure(e: CiMetadataError) -> Failure {
+    let code = if e.is_invalid_input() {
+        cli::EXIT_USAGE
+    } else {
+        cli::EXIT_FAILURE
+    };
+    let mut f = Failure::new(code, e.to_string());
+    let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
         for line in c.to_string().lines() {
-            text.push_str(&format!("caused by: {line}\n"));
+            f = f.with_cause(line);
         }
         cause = c.source();
     }
     if let Some(hint) = e.hint() {
-        text.push_str(&format!("hint: {hint}\n"));
+        f = f.with_hint(hint);
     }
-    eprint!("{text}");
+    f
 }
