@@ -55,8 +55,8 @@ pub enum ResolveError {
     TagMismatch {
         image: String,
         tag: String,
-        actual: Digest,
-        requested: Digest,
+        actual: Box<Digest>,
+        requested: Box<Digest>,
     },
     #[error("invalid {what} `{value}`: {why}")]
     Invalid {
@@ -149,8 +149,8 @@ pub async fn resolve(client: &Client, req: &ResolveRequest) -> Result<(DeployFac
                 return Err(ResolveError::TagMismatch {
                     image: repo.name(),
                     tag: tag.to_string(),
-                    actual: m.digest,
-                    requested: digest.clone(),
+                    actual: Box::new(m.digest),
+                    requested: Box::new(digest.clone()),
                 });
             }
             (m, Some(tag.to_string()))
