@@ -34,14 +34,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::reference::{Reference, Tag};
 
-/// Label key of the full commit SHA.
-pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
-/// Label key of the commit subject.
-pub const LABEL_DESCRIPTION: &str = "org.opencontainers.image.description";
-/// Label key of the commit time, RFC 3339 UTC.
-pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
-/// Label key of the repository's web address.
-pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
+/// The label keys: one definition for what CI writes and what the registry
+/// side reads.
+pub use crate::metadata::{LABEL_CREATED, LABEL_DESCRIPTION, LABEL_REVISION, LABEL_SOURCE};
 
 /// Length of the short SHA that is the image's only tag.
 pub const SHORT_SHA_LEN: usize = 7;

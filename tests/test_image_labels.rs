@@ -696,3 +696,305 @@ fn git_environment_of_a_hook_does_not_redirect_the_repository() {
     let run = Run::from(cmd.output().unwrap()).ok();
     assert_eq!(run.json(), expected_json(&sha, "x", "2026-01-25T01:01:33Z", SOURCE));
 }
+
+// ---------------------------------------------------------------------------
+// examples/ci/github-actions.yml, run step by step as the runner would: each
+// `run:` script verbatim under `bash --noprofile --norc -eo pipefail`, its
+// `env:` resolved from earlier step outputs, against a real registry. Only
+// `docker` is a stand-in: it records its argument vector, and the test
+// pushes what it was asked to build.
+
+mod common;
+
+const WORKFLOW: &str = include_str!("../examples/ci/github-actions.yml");
+const RESOLVE_DIGEST: &str = env!("CARGO_BIN_EXE_resolve_digest");
+
+/// One job's steps and env, as the workflow file holds them.
+struct Workflow {
+    job_env: Vec<(String, String)>,
+    steps: Vec<serde_norway::Value>,
+}
+
+impl Workflow {
+    fn load() -> Workflow {
+        let doc: serde_norway::Value = serde_norway::from_str(WORKFLOW).unwrap();
+        let job = &doc["jobs"]["image"];
+        Workflow {
+            job_env: string_map(&job["env"]),
+            steps: job["steps"].as_sequence().unwrap().clone(),
+        }
+    }
+
+    fn step(&self, name: &str) -> &serde_norway::Value {
+        self.steps
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no step named {name:?}"))
+    }
+}
+
+fn string_map(v: &serde_norway::Value) -> Vec<(String, String)> {
+    v.as_mapping()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_str().unwrap().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the runner substitutes for the `${{ }}` expressions this workflow
+/// uses in `env:`.
+struct Context {
+    vars: Vec<(String, String)>,
+    outputs: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl Context {
+    fn eval(&self, value: &str) -> String {
+        let Some(expr) = value.strip_prefix("${{ ").and_then(|v| v.strip_suffix(" }}")) else {
+            assert!(!value.contains("${{"), "unsupported expression in {value:?}");
+            return value.to_string();
+        };
+        let lookup = |list: &[(String, String)], key: &str| {
+            list.iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("no value for {expr}"))
+        };
+        if let Some(name) = expr.strip_prefix("vars.") {
+            return lookup(&self.vars, name);
+        }
+        let rest = expr.strip_prefix("steps.").expect(expr);
+        let (step, name) = rest.split_once(".outputs.").expect(expr);
+        let outputs = &self.outputs.iter().find(|(id, _)| id == step).expect(expr).1;
+        lookup(outputs, name)
+    }
+}
+
+/// A scratch runner: a temp dir, a PATH with the tools, a fake docker.
+struct Runner {
+    temp: TempDir,
+}
+
+impl Runner {
+    fn new() -> Runner {
+        let temp = tempfile::tempdir().unwrap();
+        let bin = temp.path().join("bin");
+        fs::create_dir(&bin).unwrap();
+        std::os::unix::fs::symlink(BIN, bin.join("image_labels")).unwrap();
+        std::os::unix::fs::symlink(RESOLVE_DIGEST, bin.join("resolve_digest")).unwrap();
+        fs::write(
+            bin.join("docker"),
+            "#!/bin/sh\nprintf '%s\\0' \"$@\" > \"$FAKE_DOCKER_ARGV\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(bin.join("docker"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir(temp.path().join("runner-temp")).unwrap();
+        fs::create_dir(temp.path().join("home")).unwrap();
+        Runner { temp }
+    }
+
+    fn runner_temp(&self) -> PathBuf {
+        self.temp.path().join("runner-temp")
+    }
+
+    /// Runs step `name` in `workdir`; returns the run and its outputs.
+    fn run_step(&self, wf: &Workflow, ctx: &Context, name: &str, workdir: &Path) -> (Run, Vec<(String, String)>) {
+        let step = wf.step(name);
+        let script = step["run"].as_str().unwrap();
+        let script_file = self.temp.path().join("step.sh");
+        fs::write(&script_file, script).unwrap();
+        let output_file = self.temp.path().join("github-output");
+        fs::write(&output_file, "").unwrap();
+        let mut cmd = Command::new("bash");
+        cmd.args(["--noprofile", "--norc", "-eo", "pipefail"])
+            .arg(&script_file)
+            .current_dir(workdir)
+            .env_clear()
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/local/bin:/usr/bin:/bin",
+                    self.temp.path().join("bin").display()
+                ),
+            )
+            .env("HOME", self.temp.path().join("home"))
+            .env("IMAGE_LIFECYCLE_CACHE_DIR", self.temp.path().join("cache"))
+            .env("USER", "runner")
+            .env("LC_ALL", "C")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("RUNNER_TEMP", self.runner_temp())
+            .env("GITHUB_OUTPUT", &output_file)
+            .env("FAKE_DOCKER_ARGV", self.temp.path().join("docker-argv"))
+            .stdin(Stdio::null());
+        for (k, v) in wf.job_env.iter().chain(string_map(&step["env"]).iter()) {
+            cmd.env(k, ctx.eval(v));
+        }
+        let run = Run::from(cmd.output().unwrap());
+        let outputs = parse_github_output(&fs::read_to_string(&output_file).unwrap());
+        (run, outputs)
+    }
+
+    fn docker_argv(&self) -> Vec<String> {
+        let text = fs::read_to_string(self.temp.path().join("docker-argv")).unwrap();
+        let mut argv: Vec<String> = text.split('\0').map(String::from).collect();
+        assert_eq!(argv.pop().as_deref(), Some(""));
+        argv
+    }
+}
+
+#[test]
+fn workflow_never_interpolates_expressions_into_scripts() {
+    let wf = Workflow::load();
+    let mut runs = 0;
+    for step in &wf.steps {
+        if let Some(script) = step["run"].as_str() {
+            runs += 1;
+            assert!(
+                !script.contains("${{"),
+                "step {:?} interpolates into its script",
+                step["name"]
+            );
+        }
+    }
+    assert_eq!(runs, 5);
+    // Exactly one tag is pushed, and it is the short SHA.
+    let build = wf.step("Build and push one tag, the short SHA, with the OCI labels")["run"]
+        .as_str()
+        .unwrap();
+    assert_eq!(build.matches("--tag").count(), 1);
+    assert!(build.contains("--tag \"$IMAGE:$TAG\""));
+}
+
+/// Fails with what to install when a tool the workflow's scripts use (and
+/// GitHub's runner images carry) is missing here.
+fn require_tools(tools: &[&str]) {
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", "command -v \"$1\" >/dev/null", "sh", tool])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "`{tool}` is not installed: `scripts/setup` should install it (apt-get install {tool})"
+        );
+    }
+}
+
+#[test]
+fn workflow_builds_pushes_and_verifies_a_hostile_commit() {
+    require_tools(&["bash", "jq", "openssl"]);
+    let registry = common::Registry::start();
+    let image = registry.repo("rednaw/hello-world");
+    let repo = Repo::new();
+    repo.set_origin("https://github.com/rednaw/hello-world.git");
+    let subject = format!("::warning::forged {HOSTILE_SUBJECT}");
+    let sha = repo.commit(&format!("{subject}\n\nbody\n"));
+    let short = &sha[..7];
+
+    let wf = Workflow::load();
+    let runner = Runner::new();
+    let mut ctx = Context {
+        vars: vec![("IMAGE".into(), image.clone())],
+        outputs: Vec::new(),
+    };
+
+    let (run, config) = runner.run_step(&wf, &ctx, "Check the configuration", &repo.dir());
+    run.ok();
+    assert_eq!(config, [("registry".to_string(), registry.host.clone())]);
+    ctx.outputs.push(("config".into(), config));
+
+    let (run, labels) = runner.run_step(&wf, &ctx, "Read the tag and labels from git", &repo.dir());
+    assert_eq!(run.ok().stdout, "");
+    assert_eq!(
+        labels,
+        [
+            ("tag", short),
+            ("revision", &sha),
+            ("description", &subject),
+            ("created", "2026-01-25T01:01:33Z"),
+            ("source", SOURCE),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    ctx.outputs.push(("labels".into(), labels));
+
+    let build = "Build and push one tag, the short SHA, with the OCI labels";
+    runner.run_step(&wf, &ctx, build, &repo.dir()).0.ok();
+    let metadata_file = runner.runner_temp().join("build.json");
+    let want_argv: Vec<String> = [
+        "buildx",
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--tag",
+        &format!("{image}:{short}"),
+        "--label",
+        &format!("org.opencontainers.image.revision={sha}"),
+        "--label",
+        &format!("org.opencontainers.image.description={subject}"),
+        "--label",
+        "org.opencontainers.image.created=2026-01-25T01:01:33Z",
+        "--label",
+        &format!("org.opencontainers.image.source={SOURCE}"),
+        "--metadata-file",
+        metadata_file.to_str().unwrap(),
+        "--push",
+        ".",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(runner.docker_argv(), want_argv);
+    // Nothing in the subject ran: the checkout holds only what was committed.
+    assert_eq!(repo.git(&["status", "--porcelain", "--ignored"]), "");
+
+    // Do what buildx would have done with those arguments.
+    let push_labelled = |description: &str| {
+        let mut labels = std::collections::BTreeMap::new();
+        for pair in want_argv.chunks(2).filter(|p| p[0] == "--label") {
+            let (k, v) = pair[1].split_once('=').unwrap();
+            let v = if k == "org.opencontainers.image.description" {
+                description
+            } else {
+                v
+            };
+            labels.insert(k.to_string(), v.to_string());
+        }
+        let spec = image_lifecycle::fixture::ImageSpec {
+            labels,
+            layer: description.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let digest = common::push(&format!("{image}:{short}"), &spec);
+        fs::write(
+            &metadata_file,
+            serde_json::json!({"containerimage.digest": digest.to_string()}).to_string(),
+        )
+        .unwrap();
+        digest
+    };
+    let digest = push_labelled(&subject);
+
+    let verify = "Verify the pushed image with resolve_digest";
+    let (run, _) = runner.run_step(&wf, &ctx, verify, &repo.dir());
+    assert_eq!(run.ok().stdout, format!("verified {image}:{short} = {digest}\n"));
+
+    // A pushed image whose labels differ from the commit's fails the check,
+    // and the facts are shown with workflow commands stopped.
+    push_labelled("not the commit subject");
+    let (run, _) = runner.run_step(&wf, &ctx, verify, &repo.dir());
+    assert_eq!(run.code, 1, "stderr: {}", run.stderr);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("::error::{image}:{short} does not carry the labels CI set")
+    );
+    let token = lines[1].strip_prefix("::stop-commands::").unwrap();
+    assert_eq!(token.len(), 32);
+    assert_eq!(*lines.last().unwrap(), format!("::{token}::"));
+    assert!(lines[2..lines.len() - 1].iter().all(|l| !l.starts_with("::")));
+    assert!(run.stdout.contains("\"description\": \"not the commit subject\""));
+}
