@@ -326,7 +326,11 @@ mod tests {
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         let helper = bin.join("docker-credential-leaky");
-        std::fs::write(&helper, "#!/bin/sh\necho 'hunter2-secret'; exit 1\n").unwrap();
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\ncat >/dev/null\necho 'hunter2-secret'\necho 'hunter2-secret' >&2\nexit 1\n",
+        )
+        .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
         let cfg = dir.path().join("docker");

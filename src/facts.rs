@@ -110,18 +110,32 @@ pub fn check_path_segment(what: &'static str, value: &str) -> Result<(), Resolve
     })
 }
 
-/// `$USER@<hostname>` of this machine.
+/// `$USER@<hostname>` of this machine (`$LOGNAME`, else the passwd name
+/// of the current uid, when `$USER` is unset, as under cron or CI).
 pub fn default_deployed_by() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())
+        .or_else(passwd_name)
         .unwrap_or_else(|| "unknown".into());
     let host = hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into());
     format!("{user}@{host}")
+}
+
+/// The name of the current uid in `/etc/passwd`.
+fn passwd_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_string())
+    })
 }
 
 /// Resolves a reference to deploy facts; also returns metadata warnings.
