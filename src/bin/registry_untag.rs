@@ -1,0 +1,77 @@
+//! `registry_untag REGISTRY/REPO:TAG... [--apply] [--json]` — removes tags,
+//! never the digests they point to. Dry run unless `--apply`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use image_lifecycle::cli::{self, Failure, RegistryArgs};
+use image_lifecycle::reference::Reference;
+use image_lifecycle::registry::Client;
+use image_lifecycle::untag::untag;
+
+/// Remove tags from a registry, keeping the digests they point to.
+///
+/// Uses DELETE by tag where the registry supports it; otherwise points the
+/// tag at a unique placeholder manifest and deletes that by digest. A digest
+/// left without tags is reclaimed by the registry's own collection of
+/// untagged manifests (distribution 3: `garbage-collect --delete-untagged`).
+///
+/// Exit codes: 0 ok, 1 other failure, 2 usage, 3 not found, 4 auth refused,
+/// 5 registry unreachable or broken.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Tags to remove, each as registry/repo:tag.
+    #[arg(required = true, value_name = "REGISTRY/REPO:TAG")]
+    tags: Vec<String>,
+    /// Change the registry (default: a dry run that only says what would happen).
+    #[arg(long)]
+    apply: bool,
+    /// Print one JSON array of outcomes on stdout.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { cli::EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    cli::finish(run(args))
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let mut refs = Vec::new();
+    for t in &args.tags {
+        let r: Reference = t.parse().map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+        if r.tag.is_none() || r.digest.is_some() {
+            return Err(Failure::usage(format!("`{t}` is not REGISTRY/REPO:TAG"))
+                .with_hint("name tags only; to delete a digest use registry_cleanup"));
+        }
+        refs.push(r);
+    }
+    let client = Client::new(args.registry.client_options())?;
+    let rt = cli::runtime()?;
+    let mut outcomes = Vec::new();
+    for r in &refs {
+        let o = rt.block_on(untag(&client, r, args.apply))?;
+        if !args.json {
+            cli::print_stdout(&format!("{}\n", o.render()))?;
+        }
+        outcomes.push(o);
+    }
+    if args.json {
+        let mut s = serde_json::to_string_pretty(&outcomes).map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
+        s.push('\n');
+        cli::print_stdout(&s)?;
+    } else if !args.apply {
+        cli::print_stdout("dry run: nothing changed; run again with --apply to remove these tags\n")?;
+    }
+    Ok(())
+}

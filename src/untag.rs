@@ -1,0 +1,150 @@
+//! Removing tags without removing the digests they point to.
+//!
+//! Tags are for humans and may be pruned independently of digests. The
+//! registry's own `DELETE /v2/<repo>/manifests/<tag>` is used where it is
+//! supported (OCI distribution 1.1, distribution 3); elsewhere (distribution
+//! 2.x answers `400 DIGEST_INVALID` or `405`/`UNSUPPORTED`) the tag is
+//! pointed at a unique minimal manifest, which is then deleted by digest,
+//! taking the tag with it (the method regctl uses). The digest the tag
+//! pointed to stays, with its other tags; if none is left it no longer
+//! shows in any tag list, and the registry's collection of untagged
+//! manifests reclaims it (distribution 3: `garbage-collect --delete-untagged`).
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::reference::{Digest, Reference};
+use crate::registry::{Client, Deleted, MEDIA_OCI_MANIFEST, RegistryError};
+
+/// The OCI empty descriptor's content (`application/vnd.oci.empty.v1+json`).
+const EMPTY_JSON: &[u8] = b"{}";
+
+/// What untagging one tag does (or did).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UntagOutcome {
+    /// `registry/repository:tag`.
+    pub reference: String,
+    /// The digest the tag pointed to; it is kept.
+    pub digest: Digest,
+    /// The other tags that still point to that digest.
+    pub remaining_tags: Vec<String>,
+    /// How the tag was removed: `delete-tag`, `placeholder`, or `null` in a dry run.
+    pub method: Option<String>,
+    /// Whether anything was changed.
+    pub applied: bool,
+}
+
+impl UntagOutcome {
+    /// One line for people.
+    pub fn render(&self) -> String {
+        let verb = if self.applied { "untagged" } else { "would untag" };
+        let how = match self.method.as_deref() {
+            Some("delete-tag") => " (DELETE by tag)",
+            Some("placeholder") => " (re-pointed to a placeholder manifest, which was deleted)",
+            _ => "",
+        };
+        let rest = if self.remaining_tags.is_empty() {
+            format!(
+                "`{}` is left without tags: it no longer shows in tag lists, and the registry's collection of \
+                 untagged manifests reclaims it (distribution 3: `garbage-collect --delete-untagged`)",
+                self.digest
+            )
+        } else {
+            format!("`{}` keeps tags: {}", self.digest, self.remaining_tags.join(", "))
+        };
+        format!("{verb} {}{how}; {rest}", self.reference)
+    }
+}
+
+/// Untags `reference` (which must have a tag and no digest); a dry run
+/// unless `apply`.
+pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Result<UntagOutcome, RegistryError> {
+    let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
+    let repo = Reference {
+        tag: None,
+        digest: None,
+        ..reference.clone()
+    };
+    let target = client.manifest_head(&repo, &tag).await?;
+    let remaining_tags = other_tags(client, &repo, &tag, &target.digest).await?;
+    let mut outcome = UntagOutcome {
+        reference: reference.to_string(),
+        digest: target.digest.clone(),
+        remaining_tags,
+        method: None,
+        applied: false,
+    };
+    if !apply {
+        return Ok(outcome);
+    }
+    match client.manifest_delete(&repo, &tag).await {
+        Ok(_) => {
+            // A registry that accepted the DELETE by tag must not have taken the digest with it.
+            outcome.method = Some("delete-tag".into());
+        }
+        Err(RegistryError::Unsupported { .. }) | Err(RegistryError::Status { status: 400, .. }) => {
+            let placeholder = placeholder_manifest(&tag);
+            client.blob_put(&repo, Bytes::from_static(EMPTY_JSON)).await?;
+            let d = client
+                .manifest_put(&repo, &tag, MEDIA_OCI_MANIFEST, placeholder)
+                .await?;
+            match client.manifest_delete(&repo, &d.to_string()).await? {
+                Deleted::Deleted | Deleted::AlreadyGone => {}
+            }
+            outcome.method = Some("placeholder".into());
+        }
+        Err(e) => return Err(e),
+    }
+    outcome.applied = true;
+    Ok(outcome)
+}
+
+/// A minimal OCI manifest unique to this tag and moment.
+fn placeholder_manifest(tag: &str) -> Bytes {
+    let empty = Digest::sha256_of(EMPTY_JSON);
+    let nonce = format!(
+        "{}-{}-{}",
+        tag,
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MEDIA_OCI_MANIFEST,
+        "artifactType": "application/vnd.image-lifecycle.untag.v1",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.to_string(), "size": 2},
+        "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty.to_string(), "size": 2}],
+        "annotations": {"org.opencontainers.image.title": "placeholder for untagging", "vnd.image-lifecycle.nonce": nonce},
+    });
+    Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
+}
+
+/// The tags other than `tag` that point to `digest`.
+async fn other_tags(
+    client: &Client,
+    repo: &Reference,
+    tag: &str,
+    digest: &Digest,
+) -> Result<Vec<String>, RegistryError> {
+    let tags: Vec<String> = client.tag_list(repo).await?.into_iter().filter(|t| t != tag).collect();
+    let concurrency = client.options().concurrency.max(1);
+    let mut heads = futures::stream::iter(tags.into_iter().map(|t| async move {
+        let d = client.manifest_head(repo, &t).await;
+        (t, d)
+    }))
+    .buffer_unordered(concurrency);
+    let mut out = Vec::new();
+    while let Some((t, d)) = heads.next().await {
+        match d {
+            Ok(d) if &d.digest == digest => out.push(t),
+            Ok(_) | Err(RegistryError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
