@@ -20,3 +20,4 @@ pub mod metadata;
 pub mod policy;
 pub mod reference;
 pub mod registry;
+pub mod untag;
