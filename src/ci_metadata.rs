@@ -559,7 +559,8 @@ pub fn labels_from_repo(
     source: Option<SourceUrl>,
     dirty: DirtyPolicy,
 ) -> Result<LabelsReport, CiMetadataError> {
-    if !dir.is_dir() {
+    // A path that exists but is no directory gets git's own message.
+    if !dir.exists() {
         return Err(CiMetadataError::NoSuchDirectory(dir.to_path_buf()));
     }
     let git = Git { dir };
