@@ -1,0 +1,88 @@
+//! `registry_overview REGISTRY [--repo REGEX] [--json]` — every repository
+//! of a registry with its tags, sizes and CI contract problems. See DESIGN.md.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use image_lifecycle::cli::{self, Failure, RegistryArgs};
+use image_lifecycle::image::Platform;
+use image_lifecycle::overview::{TextStyle, registry_overview, render_registry};
+use image_lifecycle::reference::validate_host;
+use image_lifecycle::registry::Client;
+use image_lifecycle::scan::{CatalogFilter, Progress, scan_registry};
+use regex::Regex;
+
+/// Show every repository of a registry: its tags newest first, a summary
+/// (tags, distinct digests, size of distinct blobs), and `!` on images that
+/// break the CI contract (a missing OCI label, a tag that is not
+/// revision[:7]).
+///
+/// Descriptions are cut to the terminal width when stdout is a terminal
+/// (or to $COLUMNS when it is set); piped output is not cut and has no
+/// colour.
+///
+/// Exit codes: 0 ok, 1 other failure, 2 usage or invalid input, 3 not
+/// found, 4 authentication refused, 5 registry unreachable or broken.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The registry: HOST[:PORT].
+    registry: String,
+    /// Only repositories whose name matches this regular expression
+    /// (unanchored: `^acme/` for a prefix).
+    #[arg(long, value_name = "REGEX")]
+    repo: Option<String>,
+    /// Print JSON instead of the tables.
+    #[arg(long)]
+    json: bool,
+    /// Platform whose labels a multi-arch image is read from.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    #[command(flatten)]
+    registry_args: RegistryArgs,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { cli::EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    cli::finish(run(args))
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let registry = args.registry.trim_end_matches('/');
+    validate_host(registry).map_err(|e| {
+        Failure::from_error(cli::EXIT_USAGE, &e).with_hint("write the registry as HOST[:PORT], without a repository")
+    })?;
+    let platform: Platform = args
+        .platform
+        .parse()
+        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let filter = CatalogFilter {
+        repo: args
+            .repo
+            .as_deref()
+            .map(Regex::new)
+            .transpose()
+            .map_err(|e| Failure::usage(format!("invalid `--repo` regular expression: {e}")))?,
+        page_size: None,
+    };
+    let client = Client::new(args.registry_args.client_options())?;
+    let progress = Progress::for_stderr(args.json);
+    let listings = cli::runtime()?.block_on(scan_registry(&client, registry, &filter, &platform, &progress))?;
+    drop(progress);
+    let ov = registry_overview(registry, &listings);
+    let text = if args.json {
+        let mut j = serde_json::to_string_pretty(&ov).map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
+        j.push('\n');
+        j
+    } else {
+        render_registry(&ov, &TextStyle::for_stdout())
+    };
+    cli::print_stdout(&text)
+}

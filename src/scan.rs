@@ -1,0 +1,348 @@
+//! Scanning registry repositories into [`RepositoryListing`]s: what the
+//! overviews render and the cleanup planner decides over.
+//!
+//! Cost model, which is the point of this module: a repository costs its
+//! tag list (paged), **one manifest HEAD per tag**, and for each *distinct*
+//! digest one manifest GET by digest plus one config GET (plus the children
+//! of an index). Content fetched by digest is cached on disk by the
+//! [`Client`], so a second run costs only the tag list and one HEAD per tag.
+//! HEAD rather than GET by tag because some registries (Docker Hub) do not
+//! count HEADs against pull rate limits, and a HEAD answer is all a warm run
+//! needs.
+//!
+//! All tags go through one pass bounded by the client's concurrency: as soon
+//! as a HEAD names a digest not seen before in this scan, that digest is
+//! described by the same task, so the pool stays busy with HEADs and
+//! describes alike instead of waiting for a HEAD phase to drain.
+//!
+//! What is tolerated rather than failed:
+//!
+//! * a tag deleted between the tag list and its HEAD (404): skipped, with a
+//!   warning;
+//! * a digest whose manifest or config cannot be read (404, or a manifest
+//!   that is not an image or index): the tag stays in
+//!   [`RepositoryListing::tags`], the digest is left out of
+//!   [`RepositoryListing::images`], with a warning. The cleanup planner
+//!   keeps such a digest (fail closed); the overviews show the tag undated.
+//!
+//! Everything else (unreachable, refused, digest mismatch, timeout) fails
+//! the scan: a partial listing must not look complete.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use regex::Regex;
+
+use crate::image::{Described, Platform, describe};
+use crate::listing::RepositoryListing;
+use crate::reference::{Digest, Reference};
+use crate::registry::{Client, RegistryError};
+
+/// What a scan reports while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanEvent<'a> {
+    /// The tags of `repository` (`registry/repo`) were listed.
+    Listed { repository: &'a str, tags: usize },
+    /// One tag of `repository` was resolved (and its digest described).
+    Scanned { repository: &'a str, tag: &'a str },
+    /// Something was skipped; the scan goes on.
+    Warning(&'a str),
+    /// The scan is over (successfully or not).
+    Finished,
+}
+
+type Callback = Box<dyn Fn(&ScanEvent<'_>) + Send + Sync>;
+
+enum Sink {
+    /// No progress; warnings as `warning: …` lines on stderr.
+    Quiet,
+    /// A progress bar on stderr; warnings printed above it.
+    Bar(ProgressBar),
+    /// Every event to a function (tests, embedding).
+    Callback(Callback),
+}
+
+/// Where a scan reports progress and warnings. The bar is for people only:
+/// [`Progress::for_stderr`] shows it when stderr is a terminal and the
+/// output is not `--json`; warnings are printed in every mode but
+/// [`Progress::callback`], which hands them to the caller instead.
+pub struct Progress {
+    sink: Sink,
+}
+
+impl Progress {
+    /// No bar; warnings on stderr.
+    pub fn quiet() -> Progress {
+        Progress { sink: Sink::Quiet }
+    }
+
+    /// A bar on stderr when stderr is a terminal and `json` is false,
+    /// otherwise [`Progress::quiet`].
+    pub fn for_stderr(json: bool) -> Progress {
+        if json || !std::io::stderr().is_terminal() {
+            return Progress::quiet();
+        }
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} tags ({per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        Progress { sink: Sink::Bar(bar) }
+    }
+
+    /// Every event to `f`; nothing is printed.
+    pub fn callback(f: impl Fn(&ScanEvent<'_>) + Send + Sync + 'static) -> Progress {
+        Progress {
+            sink: Sink::Callback(Box::new(f)),
+        }
+    }
+
+    /// Reports one event.
+    pub fn report(&self, event: &ScanEvent<'_>) {
+        match (&self.sink, event) {
+            (Sink::Callback(f), e) => f(e),
+            (Sink::Quiet, ScanEvent::Warning(w)) => crate::cli::warn(w),
+            (Sink::Quiet, _) => {}
+            (Sink::Bar(bar), ScanEvent::Listed { repository, tags }) => {
+                bar.set_message(repository.to_string());
+                bar.inc_length(*tags as u64);
+            }
+            (Sink::Bar(bar), ScanEvent::Scanned { .. }) => bar.inc(1),
+            (Sink::Bar(bar), ScanEvent::Warning(w)) => bar.suspend(|| crate::cli::warn(w)),
+            (Sink::Bar(bar), ScanEvent::Finished) => bar.finish_and_clear(),
+        }
+    }
+
+    fn warn(&self, message: &str) {
+        self.report(&ScanEvent::Warning(message));
+    }
+}
+
+impl Drop for Progress {
+    /// A bar left on screen after an error would sit above the error line.
+    fn drop(&mut self) {
+        if let Sink::Bar(bar) = &self.sink {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What one tag's share of the pass found.
+enum TagOutcome {
+    /// The tag is gone (404 on HEAD).
+    Gone(String),
+    /// The tag points to `digest`; `described` is set for the first tag of
+    /// a digest (an error message if the digest could not be read).
+    Found {
+        tag: String,
+        digest: Digest,
+        described: Option<Result<Box<Described>, String>>,
+    },
+}
+
+/// Errors that concern one digest only: the scan goes on without it.
+fn skippable(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::NotFound { .. } | RegistryError::Invalid { .. })
+}
+
+async fn scan_tag(
+    client: &Client,
+    repo: &Reference,
+    tag: String,
+    platform: &Platform,
+    claimed: &Mutex<HashSet<Digest>>,
+) -> Result<TagOutcome, RegistryError> {
+    let head = match client.manifest_head(repo, &tag).await {
+        Ok(h) => h,
+        Err(RegistryError::NotFound { .. }) => return Ok(TagOutcome::Gone(tag)),
+        Err(e) => return Err(e),
+    };
+    let first = claimed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(head.digest.clone());
+    if !first {
+        return Ok(TagOutcome::Found {
+            tag,
+            digest: head.digest,
+            described: None,
+        });
+    }
+    let described = async {
+        let manifest = client.manifest_get(repo, &head.digest.to_string()).await?;
+        describe(client, repo, &manifest, platform).await
+    }
+    .await;
+    let described = match described {
+        Ok(d) => Ok(Box::new(d)),
+        Err(e) if skippable(&e) => Err(e.to_string()),
+        Err(e) => return Err(e),
+    };
+    Ok(TagOutcome::Found {
+        tag,
+        digest: head.digest,
+        described: Some(described),
+    })
+}
+
+/// Scans one repository: its tags, the digest each points to, and the
+/// metadata and sizes of every distinct digest (index children included).
+/// Any tag or digest in `repo` is ignored. Fails with
+/// [`RegistryError::NotFound`] when the repository does not exist.
+pub async fn scan_repository(
+    client: &Client,
+    repo: &Reference,
+    platform: &Platform,
+    progress: &Progress,
+) -> Result<RepositoryListing, RegistryError> {
+    let result = scan_one(client, repo, platform, progress).await;
+    progress.report(&ScanEvent::Finished);
+    result
+}
+
+async fn scan_one(
+    client: &Client,
+    repo: &Reference,
+    platform: &Platform,
+    progress: &Progress,
+) -> Result<RepositoryListing, RegistryError> {
+    let repo = Reference {
+        tag: None,
+        digest: None,
+        ..repo.clone()
+    };
+    let name = repo.name();
+    let tags = client.tag_list(&repo).await?;
+    progress.report(&ScanEvent::Listed {
+        repository: &name,
+        tags: tags.len(),
+    });
+    let mut listing = RepositoryListing {
+        registry: repo.registry.clone(),
+        repository: repo.repository.clone(),
+        tags: BTreeMap::new(),
+        images: BTreeMap::new(),
+    };
+    let claimed = Mutex::new(HashSet::new());
+    let concurrency = client.options().concurrency.max(1);
+    let mut pass = futures::stream::iter(tags)
+        .map(|tag| scan_tag(client, &repo, tag, platform, &claimed))
+        .buffer_unordered(concurrency);
+    while let Some(outcome) = pass.next().await {
+        match outcome? {
+            TagOutcome::Gone(tag) => {
+                progress.warn(&format!(
+                    "tag `{tag}` of `{name}` was deleted while the repository was read; skipped"
+                ));
+                progress.report(&ScanEvent::Scanned {
+                    repository: &name,
+                    tag: &tag,
+                });
+            }
+            TagOutcome::Found { tag, digest, described } => {
+                match described {
+                    Some(Ok(d)) => {
+                        let d = *d;
+                        for child in d.children {
+                            listing.images.entry(child.digest.clone()).or_insert(child);
+                        }
+                        // A digest seen as a child first is replaced by its
+                        // own description: same content, same result.
+                        listing.images.insert(d.entry.digest.clone(), d.entry);
+                    }
+                    Some(Err(e)) => progress.warn(&format!(
+                        "cannot read `{name}@{digest}` (tag `{tag}`): {e}; shown without metadata"
+                    )),
+                    None => {}
+                }
+                progress.report(&ScanEvent::Scanned {
+                    repository: &name,
+                    tag: &tag,
+                });
+                listing.tags.insert(tag, digest);
+            }
+        }
+    }
+    Ok(listing)
+}
+
+/// Which repositories of a catalog to scan.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogFilter {
+    /// Scan only repositories whose name (e.g. `rednaw/hello-world`)
+    /// matches; unanchored, like `grep` (`^…$` to match whole names).
+    /// Default: every repository.
+    pub repo: Option<Regex>,
+    /// `n` of the first catalog request; `None` lets the registry choose
+    /// (pages are followed either way). Default: `None`.
+    pub page_size: Option<usize>,
+}
+
+/// Scans every repository of `registry`'s catalog that `filter` selects,
+/// sorted by name. Repositories are scanned concurrently under the
+/// client's bound. A repository listed in the catalog whose tag list is
+/// gone (404) is returned without tags, with a warning: the catalog of
+/// the distribution registry keeps repositories whose tags were all deleted.
+pub async fn scan_registry(
+    client: &Client,
+    registry: &str,
+    filter: &CatalogFilter,
+    platform: &Platform,
+    progress: &Progress,
+) -> Result<Vec<RepositoryListing>, RegistryError> {
+    let result = scan_catalog(client, registry, filter, platform, progress).await;
+    progress.report(&ScanEvent::Finished);
+    result
+}
+
+async fn scan_catalog(
+    client: &Client,
+    registry: &str,
+    filter: &CatalogFilter,
+    platform: &Platform,
+    progress: &Progress,
+) -> Result<Vec<RepositoryListing>, RegistryError> {
+    let names: Vec<String> = client
+        .catalog_list(registry, filter.page_size)
+        .await?
+        .into_iter()
+        .filter(|n| filter.repo.as_ref().is_none_or(|r| r.is_match(n)))
+        .collect();
+    let mut repos = Vec::with_capacity(names.len());
+    for n in &names {
+        match Reference::repository(registry, n) {
+            Ok(r) => repos.push(r),
+            Err(e) => progress.warn(&format!("catalog of `{registry}` lists `{n}`: {e}; skipped")),
+        }
+    }
+    // Per-repository passes run side by side so that small repositories do
+    // not leave the pool idle; the client's semaphore bounds the requests.
+    let concurrency = client.options().concurrency.max(1);
+    let mut scans = futures::stream::iter(repos)
+        .map(|r| async move {
+            match scan_one(client, &r, platform, progress).await {
+                Err(RegistryError::NotFound { .. }) => {
+                    progress.warn(&format!("repository `{}` has no tags; shown empty", r.name()));
+                    Ok(RepositoryListing {
+                        registry: r.registry.clone(),
+                        repository: r.repository.clone(),
+                        ..Default::default()
+                    })
+                }
+                other => other,
+            }
+        })
+        .buffered(concurrency);
+    let mut out = Vec::new();
+    while let Some(listing) = scans.next().await {
+        out.push(listing?);
+    }
+    out.sort_by(|a, b| a.repository.cmp(&b.repository));
+    Ok(out)
+}
