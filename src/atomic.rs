@@ -33,7 +33,17 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// `path` itself is replaced, not what it may link to: resolve symlinks
 /// first if they should be followed.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    write_atomic_steps(path, contents, mode, &mut |_| Ok(()))
+    write_atomic_steps(&[(path, contents)], mode, &mut |_| Ok(()))
+}
+
+/// [`write_atomic`] for several files at once: each is replaced atomically,
+/// in the order given, and each directory involved is fsynced once at the
+/// end instead of once per file. All temp files are written and fsynced
+/// before the first rename, so a failure before the renames changes nothing.
+/// A failure between renames leaves the earlier files replaced and the later
+/// ones untouched (and no temp file).
+pub fn write_atomic_all(files: &[(&Path, &[u8])], mode: u32) -> io::Result<()> {
+    write_atomic_steps(files, mode, &mut |_| Ok(()))
 }
 
 /// Creates `dir` and its missing parents with mode `mode` (minus the umask),
@@ -112,18 +122,43 @@ enum Step {
     Renamed,
 }
 
-/// [`write_atomic`], calling `fault` after each step so tests can prove that
-/// a failure at any point leaves the old file and no temp file behind.
+/// [`write_atomic_all`], calling `fault` after each step so tests can prove
+/// that a failure at any point leaves the old files and no temp file behind.
 fn write_atomic_steps(
-    path: &Path,
-    contents: &[u8],
+    files: &[(&Path, &[u8])],
     mode: u32,
     fault: &mut dyn FnMut(Step) -> io::Result<()>,
 ) -> io::Result<()> {
-    let (dir, name) = split(path)?;
-    let (temp_path, file) = create_temp(dir, &name, mode)?;
-    let written = (|| {
-        let mut file = file;
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    let result = write_and_rename(files, mode, fault, &mut temps);
+    if result.is_err() {
+        // Those already renamed are gone; the rest must not linger.
+        for temp in &temps {
+            let _ = fs::remove_file(temp);
+        }
+        return result;
+    }
+    let mut dirs: Vec<&Path> = Vec::new();
+    for (path, _) in files {
+        let (dir, _) = split(path)?;
+        if !dirs.contains(&dir) {
+            sync_dir(dir)?;
+            dirs.push(dir);
+        }
+    }
+    Ok(())
+}
+
+fn write_and_rename(
+    files: &[(&Path, &[u8])],
+    mode: u32,
+    fault: &mut dyn FnMut(Step) -> io::Result<()>,
+    temps: &mut Vec<PathBuf>,
+) -> io::Result<()> {
+    for (path, contents) in files {
+        let (dir, name) = split(path)?;
+        let (temp_path, mut file) = create_temp(dir, &name, mode)?;
+        temps.push(temp_path);
         fault(Step::Created)?;
         file.write_all(contents)?;
         fault(Step::Written)?;
@@ -132,16 +167,12 @@ fn write_atomic_steps(
         // The umask applied at creation; the caller asked for this mode.
         file.set_permissions(Permissions::from_mode(mode))?;
         fault(Step::ModeSet)?;
-        drop(file);
-        fs::rename(&temp_path, path)?;
-        Ok(())
-    })();
-    if let Err(e) = written.and_then(|()| fault(Step::Renamed)) {
-        // Gone already if the rename happened; then only the fsync is missing.
-        let _ = fs::remove_file(&temp_path);
-        return Err(e);
     }
-    sync_dir(dir)
+    for (temp_path, (path, _)) in temps.iter().zip(files) {
+        fs::rename(temp_path, path)?;
+        fault(Step::Renamed)?;
+    }
+    Ok(())
 }
 
 /// The directory and file name of `path`, which must name a file.
@@ -221,7 +252,7 @@ mod tests {
         let p = dir.path().join("f.yml");
         write_atomic(&p, b"old\n", 0o644).unwrap();
         for step in [Step::Created, Step::Written, Step::Synced, Step::ModeSet] {
-            let err = write_atomic_steps(&p, b"new\n", 0o600, &mut |s| {
+            let err = write_atomic_steps(&[(&p, b"new\n")], 0o600, &mut |s| {
                 if s == step {
                     Err(io::Error::other(format!("injected at {s:?}")))
                 } else {
@@ -239,7 +270,7 @@ mod tests {
             );
         }
         // After the rename the new file is in place; the error is still reported.
-        let err = write_atomic_steps(&p, b"new\n", 0o600, &mut |s| {
+        let err = write_atomic_steps(&[(&p, b"new\n")], 0o600, &mut |s| {
             if s == Step::Renamed {
                 Err(io::Error::other("injected"))
             } else {
@@ -249,6 +280,47 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(fs::read(&p).unwrap(), b"new\n");
         assert!(temps(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn several_files_change_together_or_not_at_all_until_the_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yml"), dir.path().join("b.yml"));
+        write_atomic_all(&[(&a, b"a1"), (&b, b"b1")], 0o644).unwrap();
+        assert_eq!(
+            (fs::read(&a).unwrap(), fs::read(&b).unwrap()),
+            (b"a1".to_vec(), b"b1".to_vec())
+        );
+        // A failure while writing the second file: neither is replaced.
+        let mut n = 0;
+        let err = write_atomic_steps(&[(&a, b"a2"), (&b, b"b2")], 0o644, &mut |s| {
+            n += usize::from(s == Step::Written);
+            if n == 2 {
+                Err(io::Error::other("injected"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(err.is_err());
+        assert_eq!(
+            (fs::read(&a).unwrap(), fs::read(&b).unwrap()),
+            (b"a1".to_vec(), b"b1".to_vec())
+        );
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
+        // A failure after the first rename: the first is replaced, in order.
+        let err = write_atomic_steps(&[(&a, b"a3"), (&b, b"b3")], 0o644, &mut |s| {
+            if s == Step::Renamed {
+                Err(io::Error::other("injected"))
+            } else {
+                Ok(())
+            }
+        });
+        assert!(err.is_err());
+        assert_eq!(
+            (fs::read(&a).unwrap(), fs::read(&b).unwrap()),
+            (b"a3".to_vec(), b"b1".to_vec())
+        );
+        assert!(temps(dir.path()).is_empty(), "{:?}", temps(dir.path()));
     }
 
     #[test]

@@ -512,20 +512,15 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
         })?;
     }
     // The record first: it is what cleanup protects and what a host runs.
-    atomic::write_atomic(&plan.record_target, plan.outcome.after.as_bytes(), request.mode).map_err(|source| {
-        DeployInfoError::Io {
-            action: "write",
-            path: plan.record_target.clone(),
-            source,
-        }
-    })?;
+    let mut files: Vec<(&Path, &[u8])> = vec![(&plan.record_target, plan.outcome.after.as_bytes())];
     if let (Some(target), Some(text)) = (&plan.history_target, &plan.history_text) {
-        atomic::write_atomic(target, text.as_bytes(), request.mode).map_err(|source| DeployInfoError::Io {
-            action: "write",
-            path: target.clone(),
-            source,
-        })?;
+        files.push((target, text.as_bytes()));
     }
+    atomic::write_atomic_all(&files, request.mode).map_err(|source| DeployInfoError::Io {
+        action: "write deploy-info files in",
+        path: parent_dir(&plan.record_target).into(),
+        source,
+    })?;
     Ok(plan.outcome)
 }
 
