@@ -298,6 +298,26 @@ fn direct_symlink_out_of_the_app_directory_is_refused() {
     assert!(!app.join("deploy-info.yml").exists());
 }
 
+#[test]
+fn direct_unwritable_targets_fail_naming_the_path() {
+    let w = Workdir::new();
+    // The root is a regular file: its directories cannot be created.
+    fs::write(w.root(), "a file, not a directory\n").unwrap();
+    let run = w.module(WRITE_BIN, &w.write_args(&digest('a')));
+    run.assert_failed_with(&format!(
+        "cannot create directory `{}`",
+        w.root().join("rednaw/hello-world").display()
+    ));
+    assert_eq!(fs::read_to_string(w.root()).unwrap(), "a file, not a directory\n");
+    fs::remove_file(w.root()).unwrap();
+    // The record path is a directory.
+    let record = w.root().join("rednaw/hello-world/deploy-info.yml");
+    fs::create_dir_all(&record).unwrap();
+    w.module(WRITE_BIN, &w.write_args(&digest('a')))
+        .assert_failed_with(&format!("`{}` is not a regular file", record.display()));
+    assert_eq!(tree(&w.root().join("rednaw/hello-world")), ["deploy-info.yml"]);
+}
+
 /// Kills writers of a large record at moments spread over a whole write;
 /// every time, the record on disk must be exactly the old one or exactly
 /// the new one.
