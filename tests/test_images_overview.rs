@@ -1,0 +1,552 @@
+//! `images_overview` against the real distribution registry: crafted
+//! fixtures (index, Docker v2, shared digest, annotations only, no labels,
+//! legacy and unparseable `created`) show with the right digests, dates and
+//! descriptions, sorted newest first; deploy state marks digests, reports
+//! untagged deploys and hosts that differ; the human output is compared
+//! whole; the cost model (a warm run is the tag list plus one HEAD per tag)
+//! is counted through a logging proxy; tag-list paging, a tag deleted
+//! mid-scan and the exit codes are checked.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use common::fault::{Action, FaultServer, Req, Resp};
+use common::{Env, Registry, labelled, push, push_multi, revision, stderr, stdout};
+use image_lifecycle::fixture::{ImageSpec, ci_labels};
+use image_lifecycle::image::Platform;
+use image_lifecycle::reference::Digest;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_images_overview");
+
+/// Digests of the fixture repository `acme/web`.
+struct Fixtures {
+    reg: Registry,
+    eb: Digest,
+    v2: Digest,
+    index: Digest,
+    docker: Digest,
+    annotated: Digest,
+    bare: Digest,
+    legacy: Digest,
+    raw: Digest,
+    /// Pushed by digest only: no tag points to it.
+    untagged: Digest,
+}
+
+fn spec(short: &str, description: &str, created: &str) -> ImageSpec {
+    labelled(&revision(short), description, created)
+}
+
+/// The fixture repository. Newest first it reads: 6350192 and latest (one
+/// digest, 01:10:00), a1b2c3d (index, 01:05), eb53023 (01:01:33), annot1
+/// (00:30, labels in annotations only), legacy1 (legacy `created`, 00:00),
+/// d0c4e12 (Docker v2, the day before); undated: nolabel, rawdate.
+fn fixtures() -> Fixtures {
+    let reg = Registry::start();
+    let r = |t: &str| format!("{}:{t}", reg.repo("acme/web"));
+    let eb = push(&r("eb53023"), &spec("eb53023", "simple deploy", "2026-01-25T01:01:33Z"));
+    let v2_spec = spec(
+        "6350192",
+        "version 0.0.2\n\nwith a body line",
+        "2026-01-25T03:10:00+02:00",
+    );
+    let v2 = push(&r("6350192"), &v2_spec);
+    assert_eq!(push(&r("latest"), &v2_spec), v2, "same content, same digest");
+    let child = |p: &str, d: &str| ImageSpec {
+        platform: p.parse::<Platform>().unwrap(),
+        ..spec("a1b2c3d", d, "2026-01-25T01:05:00Z")
+    };
+    let index = push_multi(
+        &r("a1b2c3d"),
+        &[child("linux/arm64", "multi arm64"), child("linux/amd64", "multi amd64")],
+        &BTreeMap::new(),
+    );
+    let docker = push(
+        &r("d0c4e12"),
+        &ImageSpec {
+            docker: true,
+            ..spec("d0c4e12", "docker image", "2026-01-24T23:00:00Z")
+        },
+    );
+    let annotated = push(
+        &r("annot1"),
+        &ImageSpec {
+            annotations: ci_labels(
+                &revision("a000001"),
+                "from annotations",
+                "2026-01-25T00:30:00Z",
+                "https://github.com/acme/web",
+            ),
+            layer: b"annotated".to_vec(),
+            ..Default::default()
+        },
+    );
+    let bare = push(
+        &r("nolabel"),
+        &ImageSpec {
+            layer: b"no labels at all".to_vec(),
+            ..Default::default()
+        },
+    );
+    let legacy = push(&r("legacy1"), &spec("1e9ac10", "legacy created", "2026-01-25 00:00:00"));
+    let raw = push(&r("rawdate"), &spec("4a3d0a7", "raw created", "yesterday"));
+    let untagged = push(
+        &reg.repo("acme/web"),
+        &spec("0ld0000", "never tagged", "2026-01-20T00:00:00Z"),
+    );
+    Fixtures {
+        reg,
+        eb,
+        v2,
+        index,
+        docker,
+        annotated,
+        bare,
+        legacy,
+        raw,
+        untagged,
+    }
+}
+
+/// A deploy state file of workspace `dev` in `env`'s home.
+fn deploy_state(env: &Env, image: &str, records: &[(&str, &Digest, &str)]) -> PathBuf {
+    let recs: Vec<Value> = records
+        .iter()
+        .map(|(host, digest, tag)| {
+            serde_json::json!({
+                "host": host, "path": "/opt/acme/web/deploy-info.yml", "app": "web",
+                "workspace": "dev", "image": image, "tag": tag, "digest": digest.to_string(),
+                "deployed_at": "2026-01-25T02:00:00Z",
+                "history": [{"digest": digest.to_string(), "tag": tag, "deployed_at": "2026-01-25T02:00:00Z"}],
+            })
+        })
+        .collect();
+    let mut hosts: Vec<&str> = records.iter().map(|r| r.0).collect();
+    hosts.push("web3");
+    let state = serde_json::json!({
+        "workspace": "dev", "collected_at": "2026-01-25T02:05:00Z",
+        "hosts": hosts, "records": recs,
+    });
+    let p = env.home.path().join("dev.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+    p
+}
+
+fn run(env: &Env, args: &[&str]) -> (i32, String, String) {
+    let o = env.run(BIN, args);
+    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+}
+
+fn json_run(env: &Env, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let (code, out, err) = run(env, &a);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+#[test]
+fn fixtures_show_with_their_digests_dates_and_descriptions() {
+    let f = fixtures();
+    let env = Env::new();
+    let image = f.reg.repo("acme/web");
+    let j = json_run(&env, &["dev", &image]);
+    let tags = j["tags"].as_array().unwrap();
+    let order: Vec<&str> = tags.iter().map(|t| t["tag"].as_str().unwrap()).collect();
+    assert_eq!(
+        order,
+        [
+            "6350192", "latest", "a1b2c3d", "eb53023", "annot1", "legacy1", "d0c4e12", "nolabel", "rawdate"
+        ]
+    );
+    let by_tag: BTreeMap<&str, &Value> = tags.iter().map(|t| (t["tag"].as_str().unwrap(), t)).collect();
+    let row = |t: &str| -> (String, Value, Value) {
+        let v = by_tag[t];
+        (
+            v["digest"].as_str().unwrap().to_string(),
+            v["created"].clone(),
+            v["description"].clone(),
+        )
+    };
+    let s = |x: &str| Value::String(x.to_string());
+    assert_eq!(
+        row("6350192"),
+        (
+            f.v2.to_string(),
+            s("2026-01-25T01:10:00Z"),
+            s("version 0.0.2\n\nwith a body line")
+        )
+    );
+    assert_eq!(row("latest").0, f.v2.to_string());
+    // An index: its own digest, the labels of the linux/amd64 child.
+    assert_eq!(
+        row("a1b2c3d"),
+        (f.index.to_string(), s("2026-01-25T01:05:00Z"), s("multi amd64"))
+    );
+    assert_eq!(
+        row("eb53023"),
+        (f.eb.to_string(), s("2026-01-25T01:01:33Z"), s("simple deploy"))
+    );
+    assert_eq!(
+        row("d0c4e12"),
+        (f.docker.to_string(), s("2026-01-24T23:00:00Z"), s("docker image"))
+    );
+    assert_eq!(
+        row("annot1"),
+        (
+            f.annotated.to_string(),
+            s("2026-01-25T00:30:00Z"),
+            s("from annotations")
+        )
+    );
+    assert_eq!(by_tag["annot1"]["revision"], s(&revision("a000001")));
+    assert_eq!(row("nolabel"), (f.bare.to_string(), Value::Null, Value::Null));
+    assert_eq!(by_tag["nolabel"]["source"], Value::Null);
+    assert_eq!(
+        row("legacy1"),
+        (f.legacy.to_string(), s("2026-01-25T00:00:00Z"), s("legacy created"))
+    );
+    assert!(
+        by_tag["legacy1"]["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("read as UTC")
+    );
+    assert_eq!(row("rawdate"), (f.raw.to_string(), s("yesterday"), s("raw created")));
+    assert!(tags.iter().all(|t| t["deployed"] == Value::Bool(false)));
+}
+
+#[test]
+fn human_output_with_deploy_state_snapshot() {
+    let f = fixtures();
+    let env = Env::new();
+    let image = f.reg.repo("acme/web");
+    // web1 runs eb53023, web2 runs a digest no tag points to.
+    let state = deploy_state(
+        &env,
+        &image,
+        &[("web1", &f.eb, "eb53023"), ("web2", &f.untagged, "0ld0000")],
+    );
+    let (code, out, err) = run(&env, &["dev", &image, "--deployed", state.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let expected = format!(
+        "IMAGE: {image}   workspace: dev
+    TAG       CREATED              DESCRIPTION
+    6350192   2026-01-25 01:10:00  version 0.0.2
+    latest    2026-01-25 01:10:00  version 0.0.2
+    a1b2c3d   2026-01-25 01:05:00  multi amd64
+→   eb53023   2026-01-25 01:01:33  simple deploy
+    annot1    2026-01-25 00:30:00  from annotations
+    legacy1   2026-01-25 00:00:00  legacy created
+    d0c4e12   2026-01-24 23:00:00  docker image
+    nolabel   -                    -
+    rawdate   yesterday            raw created
+Deployed, but no tag points to the digest:
+→   web2  (deployed as 0ld0000)  {untagged}
+Hosts of workspace dev run different digests:
+    web1   eb53023      {eb}
+    web2   (untagged)   {untagged}
+",
+        untagged = f.untagged,
+        eb = f.eb
+    );
+    assert_eq!(out, expected);
+    // Warnings go to stderr, one line per tag with label problems.
+    assert!(
+        err.contains(&format!(
+            "warning: `{image}:legacy1`: label `org.opencontainers.image.created` is `2026-01-25 00:00:00`"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: `{image}:nolabel`: label `org.opencontainers.image.revision` is missing"
+        )),
+        "{err}"
+    );
+    assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
+}
+
+#[test]
+fn every_tag_of_a_deployed_digest_is_marked_and_limit_keeps_deployed_rows() {
+    let f = fixtures();
+    let env = Env::new();
+    let image = f.reg.repo("acme/web");
+    let state = deploy_state(
+        &env,
+        &image,
+        &[
+            ("web1", &f.v2, "6350192"),
+            ("web2", &f.v2, "6350192"),
+            ("web3", &f.docker, "d0c4e12"),
+        ],
+    );
+    let state = state.to_str().unwrap();
+    let j = json_run(&env, &["dev", &image, "--deployed", state, "--limit", "1"]);
+    let rows: Vec<(&str, bool, Vec<&str>)> = j["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tag"].as_str().unwrap(),
+                t["deployed"].as_bool().unwrap(),
+                t["hosts"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.as_str().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("6350192", true, vec!["web1", "web2"]),
+            ("latest", true, vec!["web1", "web2"]),
+            ("d0c4e12", true, vec!["web3"]),
+        ]
+    );
+    assert_eq!(j["omitted_tags"], 6);
+    assert_eq!(j["untagged_deployed"], serde_json::json!([]));
+    let hosts: Vec<&str> = j["hosts_differ"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["web1", "web2", "web3"]);
+    let (code, out, _) = run(&env, &["dev", &image, "--deployed", state, "--limit", "1"]);
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().skip(2).take(4).collect();
+    assert_eq!(
+        lines,
+        [
+            "→   6350192   2026-01-25 01:10:00  version 0.0.2",
+            "→   latest    2026-01-25 01:10:00  version 0.0.2",
+            "→   d0c4e12   2026-01-24 23:00:00  docker image",
+            "    … 6 older tags not shown (--limit)",
+        ]
+    );
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let reg = Registry::start();
+    let image = reg.repo("acme/web");
+    let d = push(
+        &format!("{image}:eb53023"),
+        &spec("eb53023", "simple deploy", "2026-01-25T01:01:33Z"),
+    );
+    let env = Env::new();
+    let state = deploy_state(&env, &image, &[("web1", &d, "eb53023")]);
+    let j = json_run(&env, &["dev", &image, "--deployed", state.to_str().unwrap()]);
+    for key in ["image", "workspace", "deployed", "tags"] {
+        assert!(j.get(key).is_some(), "missing `{key}` in {j}");
+    }
+    assert_eq!(j["image"], image.as_str());
+    assert_eq!(j["workspace"], "dev");
+    assert_eq!(j["deployed"][0]["host"], "web1");
+    assert_eq!(j["deployed"][0]["digest"], d.to_string());
+    assert_eq!(j["deployed"][0]["tag"], "eb53023");
+    assert_eq!(
+        j["tags"][0],
+        serde_json::json!({
+            "tag": "eb53023", "digest": d.to_string(), "created": "2026-01-25T01:01:33Z",
+            "description": "simple deploy", "revision": revision("eb53023"),
+            "source": "https://github.com/acme/web", "deployed": true, "hosts": ["web1"],
+        })
+    );
+}
+
+#[test]
+fn descriptions_are_cut_to_columns() {
+    let reg = Registry::start();
+    let image = reg.repo("acme/web");
+    push(
+        &format!("{image}:eb53023"),
+        &spec(
+            "eb53023",
+            "a long description that will not fit in fifty columns\nsecond line",
+            "2026-01-25T01:01:33Z",
+        ),
+    );
+    let env = Env::new().set("COLUMNS", "50");
+    let (code, out, _) = run(&env, &["dev", &image]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.lines().nth(2).unwrap(),
+        "    eb53023   2026-01-25 01:01:33  a long descrip…"
+    );
+    // Without COLUMNS and not on a terminal: the whole first line.
+    let (_, out, _) = run(&Env::new(), &["dev", &image]);
+    assert_eq!(
+        out.lines().nth(2).unwrap(),
+        "    eb53023   2026-01-25 01:01:33  a long description that will not fit in fifty columns"
+    );
+}
+
+/// Counts requests through a forwarding proxy: the first run reads each
+/// distinct manifest and config once; the second, with the same cache,
+/// only lists tags and HEADs each tag once.
+#[test]
+fn warm_run_costs_the_tag_list_and_one_head_per_tag() {
+    let f = fixtures();
+    let proxy = FaultServer::start(Some(f.reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    let env = Env::new();
+    let image = format!("{}/acme/web", proxy.host);
+    let count = |reqs: &[Req], method: &str, part: &str| {
+        reqs.iter()
+            .filter(|r| r.method == method && r.path.contains(part))
+            .count()
+    };
+    let (code, _, err) = run(&env, &["dev", &image, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let cold = proxy.requests();
+    assert_eq!(count(&cold, "GET", "/tags/list"), 1);
+    assert_eq!(count(&cold, "HEAD", "/manifests/"), 9, "one HEAD per tag");
+    // 8 distinct top-level digests + 2 index children, each read once by digest.
+    assert_eq!(count(&cold, "GET", "/manifests/sha256:"), 10);
+    assert_eq!(count(&cold, "GET", "/manifests/"), 10, "never a GET by tag");
+    // Configs: one per image manifest (v2 and latest share one).
+    assert_eq!(count(&cold, "GET", "/blobs/"), 9);
+    let n_cold = cold.len();
+    let (code, _, err) = run(&env, &["dev", &image, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let warm: Vec<Req> = proxy.requests()[n_cold..].to_vec();
+    let paths: Vec<String> = warm.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(warm.len(), 10, "{paths:#?}");
+    assert_eq!(count(&warm, "GET", "/tags/list"), 1);
+    assert_eq!(count(&warm, "HEAD", "/manifests/"), 9);
+}
+
+/// The real registry ignores `n` for tag lists and answers in one page;
+/// this server pages them (2 per page, `Link` with `rel="next"`), out of
+/// order, and passes the rest to the real registry.
+#[test]
+fn tag_list_pages_are_followed() {
+    let f = fixtures();
+    let pages = Arc::new(|req: &Req| -> Action {
+        let page = |tags: &[&str], next: Option<&str>| {
+            let body = serde_json::json!({"name": "acme/web", "tags": tags}).to_string();
+            let mut r = Resp::new(200, body).header("Content-Type", "application/json");
+            if let Some(n) = next {
+                r = r.header("Link", &format!("<{n}>; rel=\"next\""));
+            }
+            Action::Respond(r)
+        };
+        match req.path.as_str() {
+            "/v2/acme/web/tags/list" => page(&["rawdate", "eb53023"], Some("/v2/acme/web/tags/list?n=2&last=eb53023")),
+            "/v2/acme/web/tags/list?n=2&last=eb53023" => {
+                page(&["6350192", "a1b2c3d"], Some("/v2/acme/web/tags/list?n=2&last=a1b2c3d"))
+            }
+            "/v2/acme/web/tags/list?n=2&last=a1b2c3d" => page(&["latest"], None),
+            p if p.contains("/tags/list") => Action::Respond(Resp::new(500, "unexpected page")),
+            _ => Action::Forward,
+        }
+    });
+    let server = FaultServer::start(Some(f.reg.host.clone()), pages);
+    let env = Env::new();
+    let j = json_run(&env, &["dev", &format!("{}/acme/web", server.host)]);
+    let tags: Vec<(&str, &str)> = j["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap(), t["digest"].as_str().unwrap()))
+        .collect();
+    let (v2, index, eb, raw) = (
+        f.v2.to_string(),
+        f.index.to_string(),
+        f.eb.to_string(),
+        f.raw.to_string(),
+    );
+    assert_eq!(
+        tags,
+        [
+            ("6350192", v2.as_str()),
+            ("latest", v2.as_str()),
+            ("a1b2c3d", index.as_str()),
+            ("eb53023", eb.as_str()),
+            ("rawdate", raw.as_str()),
+        ]
+    );
+    let lists = server
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/tags/list"))
+        .count();
+    assert_eq!(lists, 3);
+}
+
+#[test]
+fn a_tag_deleted_during_the_scan_is_skipped_with_a_warning() {
+    let f = fixtures();
+    // The tag list names `ghost`, which the registry does not have.
+    let server = FaultServer::start(
+        Some(f.reg.host.clone()),
+        Arc::new(|req: &Req| {
+            if req.path.contains("/tags/list") {
+                let body = serde_json::json!({"name": "acme/web", "tags": ["eb53023", "ghost"]}).to_string();
+                Action::Respond(Resp::new(200, body).header("Content-Type", "application/json"))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let env = Env::new();
+    let image = format!("{}/acme/web", server.host);
+    let (code, out, err) = run(&env, &["dev", &image]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        format!(
+            "IMAGE: {image}   workspace: dev\n    TAG       CREATED              DESCRIPTION\n    eb53023   2026-01-25 01:01:33  simple deploy\n"
+        )
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: tag `ghost` of `{image}` was deleted while the repository was read; skipped"
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn exit_codes() {
+    let reg = Registry::start();
+    let image = reg.repo("acme/web");
+    push(
+        &format!("{image}:v1"),
+        &labelled(&revision("c0ffee0"), "x", "2026-01-25T01:01:33Z"),
+    );
+    let env = Env::new();
+    // Repository not found: 3.
+    let (code, out, err) = run(&env, &["dev", &reg.repo("acme/nothing")]);
+    assert_eq!((code, out.as_str()), (3, ""), "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+    // Invalid reference: 2.
+    let (code, _, err) = run(&env, &["dev", "not a reference"]);
+    assert_eq!(code, 2, "{err}");
+    // Unreadable or foreign deploy state: 2, naming the file.
+    let missing = env.home.path().join("missing.json");
+    let (code, _, err) = run(&env, &["dev", &image, "--deployed", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.json"), "{err}");
+    let prod = env.home.path().join("prod.json");
+    std::fs::write(&prod, r#"{"workspace": "prod", "hosts": [], "records": []}"#).unwrap();
+    let (code, _, err) = run(&env, &["dev", &image, "--deployed", prod.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is for workspace `prod`, not `dev`"), "{err}");
+    // Nothing listens: 5.
+    let port = common::free_port();
+    let (code, _, err) = run(&env, &["dev", &format!("127.0.0.1:{port}/acme/web"), "--timeout", "2"]);
+    assert_eq!(code, 5, "{err}");
+    // Bad --limit: 2.
+    let (code, _, _) = run(&env, &["dev", &image, "--limit", "0"]);
+    assert_eq!(code, 2);
+}
