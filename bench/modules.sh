@@ -76,7 +76,8 @@ for f in sys.argv[1:]:
         print("%s\t%f\t%f" % (r["command"], r["median"]*1000, r["mean"]*1000))' \
         "$work/first.json" "$work/redeploy.json" "$work/rest.json")
 else
-    echo "bench: hyperfine not found (scripts/setup installs it); timing with a loop" >&2
+    echo "bench: hyperfine not found (scripts/setup installs it); timing with a loop," \
+        "which adds the cost of forking \`date\` to every figure" >&2
     runs=200
     median_ms() {  # command, optional prepare
         local t0 t1
@@ -84,7 +85,7 @@ else
             if [ -n "${2:-}" ]; then eval "$2"; fi
             t0=$(date +%s%N); $1 >/dev/null; t1=$(date +%s%N)
             echo $((t1 - t0))
-        done | sort -n | awk '{a[NR]=$1} END {printf "%f\t%f\n", a[int((NR+1)/2)]/1e6, 0}'
+        done | sort -n | awk '{a[NR]=$1; s+=$1} END {printf "%f\t%f\n", a[int((NR+1)/2)]/1e6, s/NR/1e6}'
     }
     $write_other >/dev/null
     cp "$record" "$work/other-record.yml"
