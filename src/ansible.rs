@@ -389,8 +389,16 @@ pub fn run<F>(module: F) -> ExitCode
 where
     F: FnOnce(&mut ModuleArgs) -> Result<Map<String, Value>, Failure>,
 {
+    run_with(std::env::args_os(), module)
+}
+
+/// [`run`] with the command line given.
+fn run_with<F>(argv: impl Iterator<Item = OsString>, module: F) -> ExitCode
+where
+    F: FnOnce(&mut ModuleArgs) -> Result<Map<String, Value>, Failure>,
+{
     install_panic_hook();
-    let (result, warnings) = match ModuleArgs::from_argv(std::env::args_os()) {
+    let (result, warnings) = match ModuleArgs::from_argv(argv) {
         Ok(mut args) => {
             let result = module(&mut args);
             (result, args.warnings)
@@ -583,6 +591,42 @@ mod tests {
         std::fs::write(&p, "not json").unwrap();
         let e = ModuleArgs::from_file(&p).unwrap_err();
         assert!(matches!(e, ArgsError::NotJson { .. }), "{e}");
+    }
+
+    /// Runs itself as a child that panics inside a module: the hook must
+    /// turn that into exactly one failed JSON object and exit status 1, as
+    /// it does in release builds, where a panic aborts.
+    #[test]
+    fn a_panic_becomes_one_failed_json_object() {
+        const PROBE: &str = "IMAGE_LIFECYCLE_PANIC_PROBE";
+        if let Some(args) = std::env::var_os(PROBE) {
+            let _ = run_with(["probe".into(), args].into_iter(), |_| panic!("boom {}", 6 * 7));
+            unreachable!("the panic hook exits");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let args = dir.path().join("args.json");
+        std::fs::write(&args, "{}").unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "ansible::tests::a_panic_becomes_one_failed_json_object",
+                "--test-threads=1",
+            ])
+            .env(PROBE, &args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // The test harness prints its own words before ours on the line.
+        let objects: Vec<&str> = stdout.lines().filter_map(|l| l.find('{').map(|i| &l[i..])).collect();
+        assert_eq!(objects.len(), 1, "{stdout}");
+        let v: Value = serde_json::from_str(objects[0]).unwrap();
+        assert_eq!(v["failed"], json!(true));
+        let msg = v["msg"].as_str().unwrap();
+        assert!(
+            msg.starts_with("internal error (a bug, please report it): boom 42 at src/ansible.rs:"),
+            "{msg}"
+        );
     }
 
     #[test]
