@@ -2,23 +2,30 @@
 //! overviews render and the cleanup planner decides over.
 //!
 //! Cost model, which is the point of this module: a repository costs its
-//! tag list (paged), **one manifest HEAD per tag**, and for each *distinct*
-//! digest one manifest GET by digest plus one config GET (plus the children
-//! of an index). Content fetched by digest is cached on disk by the
-//! [`Client`], so a second run costs only the tag list and one HEAD per tag.
-//! HEAD rather than GET by tag because some registries (Docker Hub) do not
-//! count HEADs against pull rate limits, and a HEAD answer is all a warm run
-//! needs.
+//! tag list (paged) and **one manifest request per tag**, plus one config
+//! GET per distinct image (and the children of an index). Content fetched
+//! by digest is cached on disk by the [`Client`], so a second run costs
+//! only the tag list and one HEAD per tag.
+//!
+//! Which request a tag gets: a tag the previous scan of this repository
+//! saw is HEADed (its manifest is in the cache, and some registries, Docker
+//! Hub among them, do not count HEADs against pull limits); a tag not seen
+//! before is read with one GET by tag, which names the digest *and* brings
+//! the manifest, instead of a HEAD and then a GET by digest. The tags seen
+//! are kept as a hint beside the cache ([`TAG_HINTS_DIR`]): a wrong or
+//! stale hint only changes the kind of request, never the result, because
+//! the registry's answer (HEAD or GET) always names the digest. Without a
+//! cache every tag is read with a GET.
 //!
 //! All tags go through one pass bounded by the client's concurrency: as soon
-//! as a HEAD names a digest not seen before in this scan, that digest is
-//! described by the same task, so the pool stays busy with HEADs and
-//! describes alike instead of waiting for a HEAD phase to drain.
+//! as a tag names a digest not seen before in this scan, that digest is
+//! described by the same task, so the pool stays busy with tags and
+//! describes alike instead of waiting for one phase to drain.
 //!
 //! What is tolerated rather than failed:
 //!
-//! * a tag deleted between the tag list and its HEAD (404): skipped, with a
-//!   warning;
+//! * a tag deleted between the tag list and its HEAD or GET (404): skipped,
+//!   with a warning;
 //! * a digest whose manifest or config cannot be read (404, or a manifest
 //!   that is not an image or index): the tag stays in
 //!   [`RepositoryListing::tags`], the digest is left out of
@@ -30,6 +37,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -41,6 +49,46 @@ use crate::image::{Described, Platform, describe};
 use crate::listing::RepositoryListing;
 use crate::reference::{Digest, Reference};
 use crate::registry::{Client, RegistryError};
+
+/// Directory under the cache directory holding, per repository, the tags
+/// its last scan saw (`<sha256 of registry/repository>.json`, a JSON list).
+pub const TAG_HINTS_DIR: &str = "tag-hints";
+
+/// Where the tag hints of `repo` live, when there is a cache.
+fn hints_path(client: &Client, repo: &Reference) -> Option<PathBuf> {
+    let dir = client.options().cache_dir.as_ref()?;
+    let key = Digest::sha256_of(repo.name().as_bytes());
+    Some(dir.join(TAG_HINTS_DIR).join(format!("{}.json", key.encoded())))
+}
+
+/// The tags the last scan saw; empty when unknown or unreadable.
+fn read_hints(path: Option<&Path>) -> HashSet<String> {
+    path.and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+        .map(|v| v.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// Best effort, like the cache: a hint that is not written costs a GET
+/// instead of a HEAD next time, nothing more.
+fn write_hints(path: Option<&Path>, listing: &RepositoryListing) {
+    let Some(path) = path else { return };
+    let Some(dir) = path.parent() else { return };
+    let tags: Vec<&String> = listing
+        .tags
+        .iter()
+        .filter(|(_, d)| listing.images.contains_key(*d))
+        .map(|(t, _)| t)
+        .collect();
+    let Ok(body) = serde_json::to_vec(&tags) else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    if std::fs::write(&tmp, body).is_err() || std::fs::rename(&tmp, path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
 
 /// What a scan reports while it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,26 +204,37 @@ async fn scan_tag(
     repo: &Reference,
     tag: String,
     platform: &Platform,
+    seen_before: bool,
     claimed: &Mutex<HashSet<Digest>>,
 ) -> Result<TagOutcome, RegistryError> {
-    let head = match client.manifest_head(repo, &tag).await {
-        Ok(h) => h,
-        Err(RegistryError::NotFound { .. }) => return Ok(TagOutcome::Gone(tag)),
-        Err(e) => return Err(e),
+    // A known tag: HEAD, then (usually from the cache) the manifest by
+    // digest. A new tag: one GET by tag gives both.
+    let (digest, manifest) = if seen_before {
+        match client.manifest_head(repo, &tag).await {
+            Ok(h) => (h.digest, None),
+            Err(RegistryError::NotFound { .. }) => return Ok(TagOutcome::Gone(tag)),
+            Err(e) => return Err(e),
+        }
+    } else {
+        match client.manifest_get(repo, &tag).await {
+            Ok(m) => (m.digest.clone(), Some(m)),
+            Err(RegistryError::NotFound { .. }) => return Ok(TagOutcome::Gone(tag)),
+            Err(e) => return Err(e),
+        }
     };
-    let first = claimed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(head.digest.clone());
+    let first = claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(digest.clone());
     if !first {
         return Ok(TagOutcome::Found {
             tag,
-            digest: head.digest,
+            digest,
             described: None,
         });
     }
     let described = async {
-        let manifest = client.manifest_get(repo, &head.digest.to_string()).await?;
+        let manifest = match manifest {
+            Some(m) => m,
+            None => client.manifest_get(repo, &digest.to_string()).await?,
+        };
         describe(client, repo, &manifest, platform).await
     }
     .await;
@@ -186,7 +245,7 @@ async fn scan_tag(
     };
     Ok(TagOutcome::Found {
         tag,
-        digest: head.digest,
+        digest,
         described: Some(described),
     })
 }
@@ -229,10 +288,15 @@ async fn scan_one(
         tags: BTreeMap::new(),
         images: BTreeMap::new(),
     };
+    let hints_path = hints_path(client, &repo);
+    let hints = read_hints(hints_path.as_deref());
     let claimed = Mutex::new(HashSet::new());
     let concurrency = client.options().concurrency.max(1);
     let mut pass = futures::stream::iter(tags)
-        .map(|tag| scan_tag(client, &repo, tag, platform, &claimed))
+        .map(|tag| {
+            let seen = hints.contains(&tag);
+            scan_tag(client, &repo, tag, platform, seen, &claimed)
+        })
         .buffer_unordered(concurrency);
     while let Some(outcome) = pass.next().await {
         match outcome? {
@@ -269,6 +333,7 @@ async fn scan_one(
             }
         }
     }
+    write_hints(hints_path.as_deref(), &listing);
     Ok(listing)
 }
 

@@ -392,8 +392,9 @@ fn descriptions_are_cut_to_columns() {
 }
 
 /// Counts requests through a forwarding proxy: the first run reads each
-/// distinct manifest and config once; the second, with the same cache,
-/// only lists tags and HEADs each tag once.
+/// tag with one GET (digest and manifest at once) and each distinct config
+/// once; the second, with the same cache, only lists tags and HEADs each
+/// tag once.
 #[test]
 fn warm_run_costs_the_tag_list_and_one_head_per_tag() {
     let f = fixtures();
@@ -409,12 +410,13 @@ fn warm_run_costs_the_tag_list_and_one_head_per_tag() {
     assert_eq!(code, 0, "{err}");
     let cold = proxy.requests();
     assert_eq!(count(&cold, "GET", "/tags/list"), 1);
-    assert_eq!(count(&cold, "HEAD", "/manifests/"), 9, "one HEAD per tag");
-    // 8 distinct top-level digests + 2 index children, each read once by digest.
-    assert_eq!(count(&cold, "GET", "/manifests/sha256:"), 10);
-    assert_eq!(count(&cold, "GET", "/manifests/"), 10, "never a GET by tag");
-    // Configs: one per image manifest (v2 and latest share one).
+    assert_eq!(count(&cold, "HEAD", "/manifests/"), 0);
+    // One GET per tag, plus the two children of the index by digest.
+    assert_eq!(count(&cold, "GET", "/manifests/"), 9 + 2);
+    assert_eq!(count(&cold, "GET", "/manifests/sha256:"), 2);
+    // Configs: one per image manifest (6350192 and latest share one).
     assert_eq!(count(&cold, "GET", "/blobs/"), 9);
+    assert_eq!(cold.len(), 1 + 11 + 9);
     let n_cold = cold.len();
     let (code, _, err) = run(&env, &["dev", &image, "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -549,4 +551,28 @@ fn exit_codes() {
     // Bad --limit: 2.
     let (code, _, _) = run(&env, &["dev", &image, "--limit", "0"]);
     assert_eq!(code, 2);
+}
+
+/// A tag moved to another image between two runs: the second run HEADs it
+/// (it was seen before), finds a digest it has not cached, reads it, and
+/// shows the new image; the hint never decides the result.
+#[test]
+fn a_moved_tag_shows_its_new_image() {
+    let reg = Registry::start();
+    let image = reg.repo("acme/web");
+    let env = Env::new();
+    push(
+        &format!("{image}:stable"),
+        &spec("1111111", "first", "2026-01-25T01:00:00Z"),
+    );
+    let j = json_run(&env, &["dev", &image]);
+    assert_eq!(j["tags"][0]["description"], "first");
+    let second = push(
+        &format!("{image}:stable"),
+        &spec("2222222", "second", "2026-01-25T02:00:00Z"),
+    );
+    let j = json_run(&env, &["dev", &image]);
+    assert_eq!(j["tags"][0]["digest"], second.to_string());
+    assert_eq!(j["tags"][0]["description"], "second");
+    assert_eq!(j["tags"][0]["created"], "2026-01-25T02:00:00Z");
 }

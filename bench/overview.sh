@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# Benchmark of images_overview: seeds a repository with many tags in a
+# private distribution registry on loopback, then times side by side
+#
+#   images_overview, cold cache and warm cache
+#   `skopeo inspect` over the same tags, sequential and 16 in parallel
+#   the same with LATENCY_MS added to every request by a delay proxy,
+#     beside the lower bound requests × latency ÷ concurrency
+#   the registry's raw rate on one manifest URL (wrk), beside the rate the
+#     overview achieves warm
+#
+# and prints figures and ratios against the goals of the overviews issue.
+# Not a test: it always exits 0 once it ran, whatever the figures.
+#
+# Environment (all optional):
+#   BENCH_TAGS        tags to seed                         default 1000
+#   BENCH_LATENCY_MS  added per request by the proxy       default 20
+#   BENCH_RUNS        runs per overview figure (median)    default 3
+#   BENCH_SEQ_SAMPLE  tags the sequential skopeo loops run; the figure is
+#                     scaled to BENCH_TAGS                 default: all (no
+#                     latency), 100 (with latency)
+#
+# Needs: docker-registry, skopeo, wrk (scripts/setup installs them), cargo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TAGS=${BENCH_TAGS:-1000}
+LATENCY_MS=${BENCH_LATENCY_MS:-20}
+RUNS=${BENCH_RUNS:-3}
+SEQ_SAMPLE=${BENCH_SEQ_SAMPLE:-$TAGS}
+SEQ_SAMPLE_LATENCY=${BENCH_SEQ_SAMPLE:-100}
+((SEQ_SAMPLE_LATENCY > TAGS)) && SEQ_SAMPLE_LATENCY=$TAGS
+CONCURRENCY=16
+prog=bench/overview.sh
+
+for tool in docker-registry skopeo wrk cargo python3; do
+    command -v "$tool" >/dev/null || { echo "$prog: error: \`$tool\` not found; run scripts/setup" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/overview-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+# elapsed START → seconds since START, 3 decimals.
+elapsed() { python3 -c "import sys; print(f'{$(now) - $1:.3f}')"; }
+median() { python3 -c 'import sys, statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.3f}")' "$@"; }
+calc() { python3 -c "print(f'{$1:.$2f}')"; }
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$prog: error: nothing listens on 127.0.0.1:$1" >&2
+    exit 1
+}
+
+echo "$prog: building (release)" >&2
+cargo build -q --release --bin images_overview --example seed_tags --example delay_proxy
+bin=target/release
+overview=$bin/images_overview
+
+# The registry, access log off (it would cost the registry more than the
+# requests themselves on 2 cores).
+port=$(free_port)
+reg=127.0.0.1:$port
+cat >"$work/config.yml" <<EOF
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/data
+  delete:
+    enabled: true
+http:
+  addr: $reg
+EOF
+docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+pids+=($!)
+wait_port "$port"
+
+echo "$prog: seeding $TAGS tags into $reg/bench/web" >&2
+start=$(now)
+$bin/examples/seed_tags "$reg/bench/web" "$TAGS" >"$work/tags"
+seed_s=$(elapsed "$start")
+tag1=$(head -n1 "$work/tags")
+
+# Proxies: one without delay (counts requests), one with LATENCY_MS.
+count_port=$(free_port)
+$bin/examples/delay_proxy "$count_port" "$reg" 0 &
+pids+=($!)
+slow_port=$(free_port)
+$bin/examples/delay_proxy "$slow_port" "$reg" "$LATENCY_MS" &
+pids+=($!)
+wait_port "$count_port"
+wait_port "$slow_port"
+counted() { python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$1/_delay_proxy/count').read().decode().strip())"; }
+
+# run_overview HOST CACHE_DIR → seconds
+run_overview() {
+    local s
+    s=$(now)
+    IMAGE_LIFECYCLE_CACHE_DIR=$2 $overview dev "$1/bench/web" --json --concurrency "$CONCURRENCY" >"$work/out.json"
+    elapsed "$s"
+}
+check_output() {
+    local n
+    n=$(python3 -c "import json; print(len(json.load(open('$work/out.json'))['tags']))")
+    [ "$n" = "$TAGS" ] || { echo "$prog: error: the overview listed $n tags, not $TAGS" >&2; exit 1; }
+}
+# overview_figures HOST → "cold warm" medians over RUNS
+overview_figures() {
+    local cold=() warm=() i
+    for i in $(seq 1 "$RUNS"); do
+        rm -rf "$work/cache"
+        cold+=("$(run_overview "$1" "$work/cache")")
+        check_output
+    done
+    for i in $(seq 1 "$RUNS"); do
+        warm+=("$(run_overview "$1" "$work/cache")")
+        check_output
+    done
+    echo "$(median "${cold[@]}") $(median "${warm[@]}")"
+}
+# skopeo_seq HOST SAMPLE → seconds for SAMPLE tags, one after another
+skopeo_seq() {
+    local s
+    s=$(now)
+    head -n "$2" "$work/tags" | while read -r t; do
+        skopeo inspect --tls-verify=false "docker://$1/bench/web:$t" >/dev/null
+    done
+    elapsed "$s"
+}
+# skopeo_par HOST → seconds for all tags, 16 at a time
+skopeo_par() {
+    local s
+    s=$(now)
+    xargs -P"$CONCURRENCY" -I{} skopeo inspect --tls-verify=false "docker://$1/bench/web:{}" >/dev/null <"$work/tags"
+    elapsed "$s"
+}
+
+# Request counts, through the counting proxy.
+count_host=127.0.0.1:$count_port
+rm -rf "$work/cache"
+c0=$(counted "$count_port"); run_overview "$count_host" "$work/cache" >/dev/null; c1=$(counted "$count_port")
+run_overview "$count_host" "$work/cache" >/dev/null; c2=$(counted "$count_port")
+head -n 10 "$work/tags" | while read -r t; do skopeo inspect --tls-verify=false "docker://$count_host/bench/web:$t" >/dev/null; done
+c3=$(counted "$count_port")
+req_cold=$((c1 - c0))
+req_warm=$((c2 - c1))
+req_skopeo=$(calc "($c3 - $c2) / 10" 1)
+
+echo "$prog: loopback: overview" >&2
+read -r cold warm < <(overview_figures "$reg")
+echo "$prog: loopback: skopeo, sequential ($SEQ_SAMPLE tags) and parallel" >&2
+seq_raw=$(skopeo_seq "$reg" "$SEQ_SAMPLE")
+seq=$(calc "$seq_raw * $TAGS / $SEQ_SAMPLE" 3)
+par=$(skopeo_par "$reg")
+
+echo "$prog: ${LATENCY_MS} ms per request: overview" >&2
+slow_host=127.0.0.1:$slow_port
+read -r lcold lwarm < <(overview_figures "$slow_host")
+echo "$prog: ${LATENCY_MS} ms per request: skopeo, sequential ($SEQ_SAMPLE_LATENCY tags) and parallel" >&2
+lseq_raw=$(skopeo_seq "$slow_host" "$SEQ_SAMPLE_LATENCY")
+lseq=$(calc "$lseq_raw * $TAGS / $SEQ_SAMPLE_LATENCY" 3)
+lpar=$(skopeo_par "$slow_host")
+bound_cold=$(calc "$req_cold * $LATENCY_MS / 1000 / $CONCURRENCY" 3)
+bound_warm=$(calc "$req_warm * $LATENCY_MS / 1000 / $CONCURRENCY" 3)
+
+echo "$prog: the registry's raw rate (wrk, 5 s each)" >&2
+accept='application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json'
+cat >"$work/get.lua" <<EOF
+wrk.method = "GET"
+wrk.headers["Accept"] = "$accept"
+EOF
+url=http://$reg/v2/bench/web/manifests/$tag1
+wrk_rate() { wrk "$@" -d5s -s "$work/get.lua" "$url" | awk '/Requests\/sec/ {print $2}'; }
+raw1=$(wrk_rate -t1 -c"$CONCURRENCY")
+raw2=$(wrk_rate -t2 -c"$CONCURRENCY")
+raw=$(python3 -c "print(max($raw1, $raw2))")
+rate_warm=$(calc "$req_warm / $warm" 0)
+rate_cold=$(calc "$req_cold / $cold" 0)
+
+ok() { python3 -c "print('ok' if $1 else 'MISSED')"; }
+cat <<EOF
+
+Overview benchmark: $TAGS tags, concurrency $CONCURRENCY, median of $RUNS runs
+machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); registry: $(docker-registry --version 2>/dev/null | head -n1)
+load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)
+seeding took ${seed_s} s
+
+requests per run (counted by a proxy)
+  images_overview cold        $req_cold
+  images_overview warm        $req_warm
+  skopeo inspect, per tag     $req_skopeo
+
+loopback                          seconds   vs skopeo parallel
+  images_overview cold            $(printf '%8s' "$cold")   $(calc "$par / $cold" 1)x   (goal >= 8x: $(ok "$par / $cold >= 8"))
+  images_overview warm            $(printf '%8s' "$warm")   $(calc "$par / $warm" 1)x   (goal >= 15x: $(ok "$par / $warm >= 15"))
+  skopeo inspect, sequential      $(printf '%8s' "$seq")   (${SEQ_SAMPLE} tags timed, scaled)
+  skopeo inspect, 16 in parallel  $(printf '%8s' "$par")
+
+${LATENCY_MS} ms per request                 seconds   lower bound   measured / bound
+  images_overview cold            $(printf '%8s' "$lcold")   $(printf '%8s' "$bound_cold")      $(calc "$lcold / $bound_cold" 2)   (goal <= 1.5: $(ok "$lcold / $bound_cold <= 1.5"))
+  images_overview warm            $(printf '%8s' "$lwarm")   $(printf '%8s' "$bound_warm")      $(calc "$lwarm / $bound_warm" 2)   (goal <= 1.5: $(ok "$lwarm / $bound_warm <= 1.5"))
+  skopeo inspect, sequential      $(printf '%8s' "$lseq")   (${SEQ_SAMPLE_LATENCY} tags timed, scaled)
+  skopeo inspect, 16 in parallel  $(printf '%8s' "$lpar")   overview warm is $(calc "$lpar / $lwarm" 1)x faster, cold $(calc "$lpar / $lcold" 1)x
+
+registry ceiling (wrk, GET of one manifest by tag: 1 thread $raw1/s, 2 threads $raw2/s)
+  raw rate                        $(calc "$raw" 0) requests/s
+  images_overview warm            $rate_warm requests/s = $(calc "100 * $rate_warm / $raw" 0)% of raw   (goal >= 60%: $(ok "$rate_warm / $raw >= 0.6"))
+  images_overview cold            $rate_cold requests/s = $(calc "100 * $rate_cold / $raw" 0)% of raw
+EOF
