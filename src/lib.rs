@@ -19,6 +19,7 @@ pub mod listing;
 pub mod metadata;
 pub mod overview;
 pub mod policy;
+pub mod prune;
 pub mod reference;
 pub mod registry;
 pub mod scan;

@@ -1,0 +1,153 @@
+//! `registry_cleanup REGISTRY --policy FILE --protected FILE [--protected FILE…]
+//! [--apply] [--json]` — deletes digests that the retention policy does not
+//! keep and no deploy state protects. Dry run unless `--apply`. See
+//! DESIGN.md and docs/cleanup.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use image_lifecycle::cleanup::render_plan;
+use image_lifecycle::cli::{self, Failure, RegistryArgs};
+use image_lifecycle::image::Platform;
+use image_lifecycle::policy::Policy;
+use image_lifecycle::prune::{
+    CleanupReport, DeleteProgress, apply, check_apply, foreign_record_warnings, load_states, render_result,
+    scan_and_plan,
+};
+use image_lifecycle::reference::validate_host;
+use image_lifecycle::registry::Client;
+use image_lifecycle::scan::Progress;
+
+/// Delete the digests of a registry that the retention policy does not keep
+/// and no deploy state protects.
+///
+/// Every repository of the registry's catalog is planned (the policy's
+/// `defaults` apply to all of them). The plan lists every digest with its
+/// tags, created date, decision and reasons, and the bytes the registry's
+/// garbage collection can reclaim afterwards. Nothing changes unless
+/// `--apply` is given; then the tags of each repository are read again
+/// just before its deletions, and a digest whose tags changed is skipped.
+///
+/// Exit codes: 0 ok, 1 other failure (e.g. the registry refuses deletes),
+/// 2 usage or invalid input (bad policy or deploy state, or `--apply`
+/// without deploy state for every workspace of the policy), 3 not found,
+/// 4 authentication refused, 5 registry unreachable or broken.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The registry: HOST[:PORT].
+    registry: String,
+    /// The retention policy (YAML; see docs/cleanup.md).
+    #[arg(long, value_name = "FILE")]
+    policy: PathBuf,
+    /// A deploy state file (one workspace, as playbooks/collect_deploy_info.yml
+    /// writes it); repeat for every workspace.
+    #[arg(long, value_name = "FILE", required = true)]
+    protected: Vec<PathBuf>,
+    /// Delete the planned digests (default: a dry run that changes nothing).
+    #[arg(long)]
+    apply: bool,
+    /// Print one JSON object (plan and result) instead of the tables.
+    #[arg(long)]
+    json: bool,
+    /// Platform whose labels a multi-arch image is read from.
+    #[arg(long, default_value = "linux/amd64")]
+    platform: String,
+    #[command(flatten)]
+    registry_args: RegistryArgs,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { cli::EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    cli::finish(run(args))
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let registry = args.registry.trim_end_matches('/');
+    validate_host(registry).map_err(|e| {
+        Failure::from_error(cli::EXIT_USAGE, &e).with_hint("write the registry as HOST[:PORT], without a repository")
+    })?;
+    let platform: Platform = args
+        .platform
+        .parse()
+        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let policy = Policy::load(&args.policy).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let states = load_states(&args.protected).map_err(|e| {
+        Failure::from_error(cli::EXIT_USAGE, &e)
+            .with_hint("collect the deploy state again (playbooks/collect_deploy_info.yml or playbooks/cleanup.yml)")
+    })?;
+    let missing = check_apply(&policy, &states);
+    if args.apply
+        && let Err(e) = &missing
+    {
+        return Err(Failure::from_error(cli::EXIT_USAGE, e).with_hint(
+            "collect the deploy state of those workspaces (playbooks/collect_deploy_info.yml) and pass each \
+             file with --protected; nothing was deleted",
+        ));
+    }
+
+    let client = Client::new(args.registry_args.client_options())?;
+    let rt = cli::runtime()?;
+    let progress = Progress::for_stderr(args.json);
+    let now = chrono::Utc::now();
+    let plan = rt.block_on(scan_and_plan(
+        &client, registry, &policy, &states, &platform, &progress, now,
+    ))?;
+    drop(progress);
+    for w in foreign_record_warnings(registry, &states).iter().chain(&plan.warnings) {
+        cli::warn(w);
+    }
+    if let Err(e) = &missing {
+        cli::warn(&format!("{e}; this dry run protects only what the given files name"));
+    }
+
+    if !args.json {
+        cli::print_stdout(&render_plan(&plan))?;
+    }
+    if !args.apply {
+        if args.json {
+            print_json(&CleanupReport {
+                registry,
+                applied: false,
+                plan: &plan,
+                result: None,
+            })?;
+        } else {
+            cli::print_stdout(&format!(
+                "dry run: nothing deleted; run again with --apply to delete {} digest{}\n",
+                plan.delete_count,
+                if plan.delete_count == 1 { "" } else { "s" }
+            ))?;
+        }
+        return Ok(());
+    }
+
+    let bar = DeleteProgress::for_stderr(args.json, plan.delete_count);
+    let applied = rt.block_on(apply(&client, &plan, &bar));
+    drop(bar);
+    if args.json {
+        print_json(&CleanupReport {
+            registry,
+            applied: true,
+            plan: &plan,
+            result: Some(&applied.result),
+        })?;
+    } else {
+        cli::print_stdout(&render_result(&applied.result))?;
+    }
+    applied.outcome()
+}
+
+fn print_json(report: &CleanupReport<'_>) -> Result<(), Failure> {
+    let mut s = serde_json::to_string_pretty(report).map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
+    s.push('\n');
+    cli::print_stdout(&s)
+}

@@ -1,0 +1,843 @@
+//! The network half of `registry_cleanup`: scan a registry, plan with
+//! [`crate::cleanup::plan`], and with `--apply` delete the planned digests
+//! without ever deleting one that is kept or protected.
+//!
+//! Scope: every repository of the registry's catalog is scanned and
+//! planned, not only those the policy's `repositories` names, because
+//! `defaults` apply to every repository.
+//!
+//! What holds when applying — it fails closed:
+//!
+//! * [`check_apply`] refuses to start unless every workspace the policy
+//!   lists has deploy state; nothing is read from or sent to the registry.
+//! * Only digests the plan decided to delete are ever deleted; per
+//!   repository, just before its deletions, its tags are listed and each
+//!   is resolved again ([`recheck_repository`]). A digest whose tags
+//!   changed is skipped, as is a child of a skipped index or of an index
+//!   pushed since the plan ([`RepositoryPlan::recheck`]). Any error while
+//!   reading the repository again skips **all** its deletions, with the
+//!   error as the reason.
+//! * Order: a digest is deleted only after every deleted index that holds
+//!   it, and right after the last of them, so an interrupted run never
+//!   leaves a tagged index pointing to deleted children. When an index's
+//!   DELETE fails, its children are kept. The price: a child whose DELETE
+//!   fails after its index went is reachable from no tag, so a rerun that
+//!   scans again cannot find it; the result marks it (`index_deleted`).
+//! * `404` on DELETE counts as already gone, and a planned digest whose
+//!   tags are all gone and whose manifest answers `404` counts as already
+//!   gone too (a concurrent or earlier run deleted it): applying the same
+//!   plan twice deletes nothing twice and finishes what the first left.
+//! * `405` or `UNSUPPORTED` (the registry refuses deletes) stops the run:
+//!   nothing new starts, and what was not reached is reported as skipped.
+//! * Concurrency: a few repositories at a time, each with up to
+//!   `--concurrency` deletes in flight; the client's semaphore bounds the
+//!   requests of the whole run.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::cleanup::{DigestPlan, Plan, Recheck, RepositoryPlan, SkipReason, missing_workspaces, plan};
+use crate::cli::{EXIT_FAILURE, Failure};
+use crate::deploy_state::{DeployState, DeployStateError};
+use crate::image::{Parsed, Platform, parse_manifest};
+use crate::policy::Policy;
+use crate::reference::{Digest, Reference};
+use crate::registry::{Client, Deleted, RegistryError};
+use crate::scan::{CatalogFilter, Progress, scan_registry};
+
+/// `--apply` was refused: the policy lists workspaces without deploy state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to apply: no deploy state for workspace{} {}", if .workspaces.len() == 1 { "" } else { "s" }, quoted(.workspaces))]
+pub struct MissingState {
+    /// The workspaces of the policy that no `--protected` file covers, in
+    /// policy order.
+    pub workspaces: Vec<String>,
+}
+
+fn quoted(items: &[String]) -> String {
+    items.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+}
+
+/// Reads every deploy state file, in order; the first that cannot be read
+/// or parsed is the error.
+pub fn load_states(paths: &[PathBuf]) -> Result<Vec<DeployState>, DeployStateError> {
+    paths.iter().map(|p| DeployState::load(p)).collect()
+}
+
+/// Whether `--apply` may start: every workspace of the policy has state.
+pub fn check_apply(policy: &Policy, states: &[DeployState]) -> Result<(), MissingState> {
+    let workspaces = missing_workspaces(policy, states);
+    if workspaces.is_empty() {
+        Ok(())
+    } else {
+        Err(MissingState { workspaces })
+    }
+}
+
+/// Warnings about deploy records that name images on another registry than
+/// the one cleaned: they protect nothing in this run, which is right for
+/// images from elsewhere (`docker.io/library/postgres`) and a mistake when
+/// the same registry is named two ways (`localhost:5000` and
+/// `127.0.0.1:5000`). One warning per other registry, sorted.
+pub fn foreign_record_warnings(registry: &str, states: &[DeployState]) -> Vec<String> {
+    let mut other: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in states.iter().flat_map(|s| &s.records) {
+        let host = r.image.split('/').next().unwrap_or_default();
+        if host != registry {
+            *other.entry(host).or_default() += 1;
+        }
+    }
+    other
+        .into_iter()
+        .map(|(host, n)| {
+            format!(
+                "{n} deploy record{} name{} images on `{host}`, not on `{registry}`: {} nothing here \
+                 (if `{host}` is this registry under another name, run with that name)",
+                if n == 1 { "" } else { "s" },
+                if n == 1 { "s" } else { "" },
+                if n == 1 { "it protects" } else { "they protect" },
+            )
+        })
+        .collect()
+}
+
+/// Scans every repository of `registry`'s catalog and plans over it.
+pub async fn scan_and_plan(
+    client: &Client,
+    registry: &str,
+    policy: &Policy,
+    states: &[DeployState],
+    platform: &Platform,
+    progress: &Progress,
+    now: DateTime<Utc>,
+) -> Result<Plan, RegistryError> {
+    let listings = scan_registry(client, registry, &CatalogFilter::default(), platform, progress).await?;
+    Ok(plan(&listings, states, policy, now))
+}
+
+/// What `--apply` did; the `result` of the `--json` output. Every list is
+/// sorted by image, then digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ApplyResult {
+    /// Digests deleted now, or found already gone.
+    pub deleted: Vec<DeletedDigest>,
+    /// Planned for deletion but left alone, each with the reason.
+    pub skipped: Vec<SkippedDigest>,
+    /// Planned for deletion, but the DELETE failed; they are still there.
+    pub failed: Vec<FailedDigest>,
+    /// Entries of `deleted` that this run removed.
+    pub deleted_count: usize,
+    /// Entries of `deleted` that were gone already (404).
+    pub already_gone_count: usize,
+    pub skipped_count: usize,
+    pub failed_count: usize,
+    /// Why the run stopped before reaching every planned digest (the
+    /// registry refuses deletes); `null` when it did not stop.
+    pub stopped: Option<String>,
+}
+
+/// A digest that is no longer in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeletedDigest {
+    /// `registry/repository`.
+    pub image: String,
+    pub digest: Digest,
+    /// True when it was gone before this run's DELETE (404, or its tags and
+    /// manifest were already gone when the repository was read again).
+    pub already_gone: bool,
+}
+
+/// A planned deletion left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedDigest {
+    /// `registry/repository`.
+    pub image: String,
+    pub digest: Digest,
+    /// Why, as `{"skip": "<snake_case variant>", …fields}`; see [`SkipCause`].
+    #[serde(flatten)]
+    pub cause: SkipCause,
+    /// The reason in words.
+    pub text: String,
+}
+
+/// Why a planned deletion was left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "skip", rename_all = "snake_case")]
+pub enum SkipCause {
+    /// Its tags changed since the plan (sorted lists).
+    TagsChanged { planned: Vec<String>, now: Vec<String> },
+    /// An index that holds it was skipped.
+    IndexSkipped { index: Digest },
+    /// An index pushed since the plan holds it.
+    InNewIndex { index: Digest },
+    /// The repository could not be read again just before deleting, so
+    /// none of its deletions was made (fail closed).
+    RecheckFailed { error: String },
+    /// The DELETE of an index that holds it failed, so it stays with it.
+    IndexNotDeleted { index: Digest },
+    /// The run stopped (the registry refuses deletes) before reaching it.
+    Stopped,
+}
+
+impl From<SkipReason> for SkipCause {
+    fn from(r: SkipReason) -> SkipCause {
+        match r {
+            SkipReason::TagsChanged { planned, now } => SkipCause::TagsChanged { planned, now },
+            SkipReason::IndexSkipped { index } => SkipCause::IndexSkipped { index },
+            SkipReason::InNewIndex { index } => SkipCause::InNewIndex { index },
+        }
+    }
+}
+
+impl std::fmt::Display for SkipCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipCause::TagsChanged { planned, now } => SkipReason::TagsChanged {
+                planned: planned.clone(),
+                now: now.clone(),
+            }
+            .fmt(f),
+            SkipCause::IndexSkipped { index } => SkipReason::IndexSkipped { index: index.clone() }.fmt(f),
+            SkipCause::InNewIndex { index } => SkipReason::InNewIndex { index: index.clone() }.fmt(f),
+            SkipCause::RecheckFailed { error } => {
+                write!(
+                    f,
+                    "the repository could not be read again, nothing of it deleted: {error}"
+                )
+            }
+            SkipCause::IndexNotDeleted { index } => {
+                write!(f, "the DELETE of its index {} failed", index.short(12))
+            }
+            SkipCause::Stopped => f.write_str("the run stopped before reaching it"),
+        }
+    }
+}
+
+/// A DELETE that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedDigest {
+    /// `registry/repository`.
+    pub image: String,
+    pub digest: Digest,
+    /// The error, one line.
+    pub error: String,
+    /// An index holding it that this run deleted (or found gone), `null` if
+    /// none: no tag reaches it any more, so a rerun that scans again does
+    /// not find it; delete it by digest by hand.
+    pub index_deleted: Option<Digest>,
+}
+
+/// The outcome of [`apply`]: the result, and the error that stopped the run
+/// or the first error met (for the exit status and hint).
+#[derive(Debug, Default)]
+pub struct Applied {
+    pub result: ApplyResult,
+    /// The registry refused deletes (405/`UNSUPPORTED`): the run stopped.
+    pub stopped: Option<RegistryError>,
+    /// The first error that failed a DELETE or skipped a repository, if any.
+    pub first_error: Option<RegistryError>,
+}
+
+impl Applied {
+    /// The exit status of the run: a failure when the registry refused
+    /// deletes (exit 1, with the `storage.delete.enabled` hint), or when a
+    /// DELETE failed or a repository could not be read again (the exit code
+    /// of the first error). Skips for changed tags are not failures.
+    pub fn outcome(self) -> Result<(), Failure> {
+        let r = &self.result;
+        if let Some(e) = self.stopped {
+            let deleted = r.deleted_count;
+            let mut f = Failure::from(e);
+            f.causes.push(format!(
+                "the run stopped: {deleted} digest{} deleted before it did",
+                if deleted == 1 { " was" } else { "s were" }
+            ));
+            return Err(f);
+        }
+        let unchecked = r
+            .skipped
+            .iter()
+            .filter(|s| matches!(s.cause, SkipCause::RecheckFailed { .. }))
+            .count();
+        if r.failed_count == 0 && unchecked == 0 {
+            return Ok(());
+        }
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let code = self.first_error.as_ref().map_or(EXIT_FAILURE, RegistryError::exit_code);
+        let mut f = Failure::new(
+            code,
+            format!(
+                "cleanup incomplete: {} DELETE{} failed, {unchecked} planned deletion{} skipped because the \
+                 repository could not be read again",
+                r.failed_count,
+                plural(r.failed_count),
+                plural(unchecked),
+            ),
+        )
+        .with_hint(
+            "nothing kept or protected was touched; run again to finish (what is already gone counts as deleted)",
+        );
+        if let Some(e) = &self.first_error {
+            f.causes.push(e.to_string());
+        }
+        Err(f)
+    }
+}
+
+/// The whole `--json` output of `registry_cleanup`.
+#[derive(Debug, Serialize)]
+pub struct CleanupReport<'a> {
+    /// The registry cleaned (`HOST[:PORT]`).
+    pub registry: &'a str,
+    /// Whether `--apply` was given.
+    pub applied: bool,
+    /// The plan: every digest with its tags, created date, decision and
+    /// reasons, and the bytes to reclaim (see [`Plan`]).
+    pub plan: &'a Plan,
+    /// What `--apply` did; `null` in a dry run.
+    pub result: Option<&'a ApplyResult>,
+}
+
+/// Progress of the deletions on stderr: a bar for people only.
+pub struct DeleteProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl DeleteProgress {
+    /// No bar.
+    pub fn quiet() -> DeleteProgress {
+        DeleteProgress { bar: None }
+    }
+
+    /// A bar over `total` planned deletions when stderr is a terminal and
+    /// `json` is false, otherwise [`DeleteProgress::quiet`].
+    pub fn for_stderr(json: bool, total: usize) -> DeleteProgress {
+        if json || total == 0 || !std::io::stderr().is_terminal() {
+            return DeleteProgress::quiet();
+        }
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} deleting {msg} [{bar:30}] {pos}/{len} digests ({per_sec}, {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        DeleteProgress { bar: Some(bar) }
+    }
+
+    fn repository(&self, image: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(image.to_string());
+        }
+    }
+
+    fn done(&self, n: usize) {
+        if let Some(b) = &self.bar {
+            b.inc(n as u64);
+        }
+    }
+}
+
+impl Drop for DeleteProgress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// Reads `repo`'s tags again and rechecks `rp`'s planned deletions against
+/// them: what may be deleted now, in order, and what is skipped. A planned
+/// digest whose tags are all gone and whose manifest answers 404 was
+/// deleted meanwhile; it is rechecked as untagged, so it counts as already
+/// gone and its children may follow it. Any error is returned: the caller
+/// must then delete nothing of the repository.
+pub async fn recheck_repository(
+    client: &Client,
+    repo: &Reference,
+    rp: &RepositoryPlan,
+) -> Result<(Recheck, HashSet<Digest>), RegistryError> {
+    let tags = client.tag_list(repo).await?;
+    let concurrency = client.options().concurrency.max(1);
+    let mut heads = futures::stream::iter(tags)
+        .map(|t| async move {
+            let head = client.manifest_head(repo, &t).await;
+            (t, head)
+        })
+        .buffer_unordered(concurrency);
+    let mut current: BTreeMap<String, Digest> = BTreeMap::new();
+    while let Some((tag, head)) = heads.next().await {
+        match head {
+            Ok(h) => {
+                current.insert(tag, h.digest);
+            }
+            // Deleted between the list and the HEAD: it points nowhere.
+            Err(RegistryError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    drop(heads);
+
+    let mut new_children: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
+    for d in rp.unplanned_digests(&current) {
+        let m = client.manifest_get(repo, &d.to_string()).await?;
+        if let Parsed::Index(index) = parse_manifest(&repo.registry, &m)? {
+            let kids = index
+                .manifests
+                .iter()
+                .map(|e| {
+                    e.digest.parse::<Digest>().map_err(|err| RegistryError::Invalid {
+                        registry: repo.registry.clone(),
+                        what: format!("index `{d}`"),
+                        detail: err.to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            new_children.insert(d, kids);
+        }
+    }
+
+    let first = rp.recheck(&current, &new_children);
+    let mut gone = HashSet::new();
+    for s in &first.skipped {
+        if let SkipReason::TagsChanged { planned, now } = &s.reason
+            && !planned.is_empty()
+            && now.is_empty()
+        {
+            match client.manifest_head(repo, &s.digest.to_string()).await {
+                Err(RegistryError::NotFound { .. }) => {
+                    gone.insert(s.digest.clone());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if gone.is_empty() {
+        return Ok((first, gone));
+    }
+    let mut view = rp.clone();
+    for d in &mut view.digests {
+        if gone.contains(&d.digest) {
+            d.tags.clear();
+        }
+    }
+    Ok((view.recheck(&current, &new_children), gone))
+}
+
+/// What one repository's apply produced.
+#[derive(Default)]
+struct RepoOutcome {
+    deleted: Vec<DeletedDigest>,
+    skipped: Vec<SkippedDigest>,
+    failed: Vec<FailedDigest>,
+    first_error: Option<RegistryError>,
+}
+
+impl RepoOutcome {
+    fn skip(&mut self, image: &str, digest: Digest, cause: SkipCause) {
+        self.skipped.push(SkippedDigest {
+            image: image.to_string(),
+            text: cause.to_string(),
+            digest,
+            cause,
+        });
+    }
+}
+
+/// Shared by the repositories of one run.
+struct RunState<'a> {
+    client: &'a Client,
+    progress: &'a DeleteProgress,
+    /// Set once the registry refused a delete: nothing new starts.
+    stop: Mutex<Option<RegistryError>>,
+}
+
+impl RunState<'_> {
+    fn stopped(&self) -> bool {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+/// Applies `plan`: rechecks and deletes every repository's planned
+/// deletions (see the module documentation for what holds).
+pub async fn apply(client: &Client, plan: &Plan, progress: &DeleteProgress) -> Applied {
+    let run = RunState {
+        client,
+        progress,
+        stop: Mutex::new(None),
+    };
+    let repos: Vec<&RepositoryPlan> = plan.repositories.iter().filter(|r| r.delete_count > 0).collect();
+    let concurrency = client.options().concurrency.max(1);
+    // A few repositories at a time keeps the time between a repository's
+    // recheck and its deletions short; the semaphore bounds the requests.
+    let side_by_side = (concurrency / 4).max(1);
+    let run = &run;
+    let mut outcomes: Vec<RepoOutcome> = futures::stream::iter(repos)
+        .map(|rp| apply_repository(run, rp))
+        .buffer_unordered(side_by_side)
+        .collect()
+        .await;
+
+    let mut applied = Applied::default();
+    let mut r = ApplyResult::default();
+    for o in &mut outcomes {
+        r.deleted.append(&mut o.deleted);
+        r.skipped.append(&mut o.skipped);
+        r.failed.append(&mut o.failed);
+        if applied.first_error.is_none() {
+            applied.first_error = o.first_error.take();
+        }
+    }
+    r.deleted
+        .sort_by(|a, b| (&a.image, &a.digest).cmp(&(&b.image, &b.digest)));
+    r.skipped
+        .sort_by(|a, b| (&a.image, &a.digest).cmp(&(&b.image, &b.digest)));
+    r.failed
+        .sort_by(|a, b| (&a.image, &a.digest).cmp(&(&b.image, &b.digest)));
+    r.already_gone_count = r.deleted.iter().filter(|d| d.already_gone).count();
+    r.deleted_count = r.deleted.len() - r.already_gone_count;
+    r.skipped_count = r.skipped.len();
+    r.failed_count = r.failed.len();
+    applied.stopped = run.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+    r.stopped = applied.stopped.as_ref().map(|e| e.to_string());
+    applied.result = r;
+    applied
+}
+
+async fn apply_repository(run: &RunState<'_>, rp: &RepositoryPlan) -> RepoOutcome {
+    let image = rp.image.as_str();
+    let planned: Vec<&DigestPlan> = rp.deletions();
+    let mut out = RepoOutcome::default();
+    if run.stopped() {
+        for d in &planned {
+            out.skip(image, d.digest.clone(), SkipCause::Stopped);
+        }
+        run.progress.done(planned.len());
+        return out;
+    }
+    run.progress.repository(image);
+    let checked = match Reference::repository(&rp.registry, &rp.repository) {
+        Ok(repo) => recheck_repository(run.client, &repo, rp).await.map(|c| (repo, c)),
+        Err(e) => Err(RegistryError::Invalid {
+            registry: rp.registry.clone(),
+            what: "repository name".into(),
+            detail: e.to_string(),
+        }),
+    };
+    let (repo, (recheck, gone)) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            let error = e.to_string();
+            for d in &planned {
+                out.skip(
+                    image,
+                    d.digest.clone(),
+                    SkipCause::RecheckFailed { error: error.clone() },
+                );
+            }
+            run.progress.done(planned.len());
+            out.first_error = Some(e);
+            return out;
+        }
+    };
+    for s in recheck.skipped {
+        out.skip(image, s.digest, s.reason.into());
+    }
+    run.progress.done(out.skipped.len());
+    delete_in_order(run, rp, &repo, recheck.delete, &gone, &mut out).await;
+    out
+}
+
+/// Deletes `order` (an index before its children), up to the client's
+/// concurrency at a time: a digest starts once every index of the set that
+/// holds it is gone, and ahead of other waiting digests.
+async fn delete_in_order(
+    run: &RunState<'_>,
+    rp: &RepositoryPlan,
+    repo: &Reference,
+    order: Vec<Digest>,
+    gone: &HashSet<Digest>,
+    out: &mut RepoOutcome,
+) {
+    let image = rp.image.as_str();
+    let by_digest: HashMap<&Digest, &DigestPlan> = rp.digests.iter().map(|d| (&d.digest, d)).collect();
+    let pos: HashMap<&Digest, usize> = order.iter().enumerate().map(|(i, d)| (d, i)).collect();
+    let mut waiting = vec![0usize; order.len()];
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); order.len()];
+    for (i, d) in order.iter().enumerate() {
+        for p in by_digest.get(d).map(|x| x.parents.as_slice()).unwrap_or_default() {
+            if let Some(&pi) = pos.get(p) {
+                waiting[i] += 1;
+                children[pi].push(i);
+            }
+        }
+    }
+    let mut ready: VecDeque<usize> = (0..order.len()).filter(|&i| waiting[i] == 0).collect();
+    // The deleted (or gone) index of each child, for the failure note.
+    let mut parent_gone: Vec<Option<usize>> = vec![None; order.len()];
+    let mut settled = vec![false; order.len()];
+    let limit = run.client.options().concurrency.max(1);
+    let mut in_flight = FuturesUnordered::new();
+
+    loop {
+        while in_flight.len() < limit && !run.stopped() {
+            let Some(i) = ready.pop_front() else { break };
+            let digest = order[i].clone();
+            in_flight.push(async move {
+                let r = run.client.manifest_delete(repo, &digest.to_string()).await;
+                (i, r)
+            });
+        }
+        let Some((i, result)) = in_flight.next().await else {
+            break;
+        };
+        settled[i] = true;
+        run.progress.done(1);
+        let digest = order[i].clone();
+        match result {
+            Ok(how) => {
+                out.deleted.push(DeletedDigest {
+                    image: image.to_string(),
+                    already_gone: how == Deleted::AlreadyGone || gone.contains(&digest),
+                    digest,
+                });
+                // Children go next, ahead of the rest.
+                for &c in children[i].iter().rev() {
+                    waiting[c] -= 1;
+                    parent_gone[c] = Some(i);
+                    if waiting[c] == 0 && !settled[c] {
+                        ready.push_front(c);
+                    }
+                }
+            }
+            Err(e) => {
+                out.failed.push(FailedDigest {
+                    image: image.to_string(),
+                    error: e.to_string(),
+                    index_deleted: parent_gone[i].map(|p| order[p].clone()),
+                    digest: digest.clone(),
+                });
+                // Its children stay with it, and theirs with them.
+                let mut stack = children[i].clone();
+                while let Some(c) = stack.pop() {
+                    if settled[c] {
+                        continue;
+                    }
+                    settled[c] = true;
+                    run.progress.done(1);
+                    out.skip(
+                        image,
+                        order[c].clone(),
+                        SkipCause::IndexNotDeleted { index: digest.clone() },
+                    );
+                    stack.extend(children[c].iter().copied());
+                }
+                if matches!(e, RegistryError::Unsupported { .. }) {
+                    let mut stop = run.stop.lock().unwrap_or_else(|p| p.into_inner());
+                    if stop.is_none() {
+                        *stop = Some(e);
+                    }
+                } else if out.first_error.is_none() {
+                    out.first_error = Some(e);
+                }
+            }
+        }
+    }
+    // Not reached: the run stopped.
+    for (i, d) in order.iter().enumerate() {
+        if !settled[i] {
+            run.progress.done(1);
+            out.skip(image, d.clone(), SkipCause::Stopped);
+        }
+    }
+}
+
+/// The result for people: one line per deleted, skipped or failed digest
+/// (the reference last on its line, a reason indented below it), then a
+/// summary line.
+pub fn render_result(r: &ApplyResult) -> String {
+    let mut out = String::new();
+    for d in &r.deleted {
+        let verb = if d.already_gone { "already gone" } else { "deleted" };
+        out.push_str(&format!("{verb:<14}{}@{}\n", d.image, d.digest));
+    }
+    for s in &r.skipped {
+        out.push_str(&format!(
+            "{:<14}{}@{}\n{:14}{}\n",
+            "skipped", s.image, s.digest, "", s.text
+        ));
+    }
+    for f in &r.failed {
+        out.push_str(&format!(
+            "{:<14}{}@{}\n{:14}{}\n",
+            "failed", f.image, f.digest, "", f.error
+        ));
+        if let Some(i) = &f.index_deleted {
+            out.push_str(&format!(
+                "{:14}its index {} is deleted, so no tag reaches it and a rerun will not find it; delete it by digest\n",
+                "",
+                i.short(12)
+            ));
+        }
+    }
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    out.push_str(&format!(
+        "result: {} digest{} deleted, {} already gone, {} skipped, {} failed{}\n",
+        r.deleted_count,
+        plural(r.deleted_count),
+        r.already_gone_count,
+        r.skipped_count,
+        r.failed_count,
+        if r.stopped.is_some() { " (stopped early)" } else { "" },
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deploy_state::DeployRecord;
+
+    fn state(workspace: &str, images: &[&str]) -> DeployState {
+        DeployState {
+            workspace: workspace.into(),
+            collected_at: None,
+            hosts: vec!["h".into()],
+            records: images
+                .iter()
+                .map(|i| DeployRecord {
+                    host: "h".into(),
+                    path: None,
+                    app: "a".into(),
+                    workspace: workspace.into(),
+                    image: i.to_string(),
+                    tag: None,
+                    digest: Digest::sha256_of(i.as_bytes()),
+                    description: None,
+                    deployed_at: None,
+                    deployed_by: None,
+                    history: Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn apply_needs_state_for_every_policy_workspace() {
+        let policy: Policy = "workspaces: [dev, prod, test]".parse().unwrap();
+        let e = check_apply(&policy, &[state("prod", &[])]).unwrap_err();
+        assert_eq!(e.workspaces, ["dev", "test"]);
+        assert_eq!(
+            e.to_string(),
+            "refusing to apply: no deploy state for workspaces `dev`, `test`"
+        );
+        let e = check_apply(&policy, &[state("prod", &[]), state("dev", &[])]).unwrap_err();
+        assert_eq!(e.to_string(), "refusing to apply: no deploy state for workspace `test`");
+        assert!(check_apply(&policy, &[state("test", &[]), state("prod", &[]), state("dev", &[])]).is_ok());
+    }
+
+    #[test]
+    fn records_on_other_registries_are_named() {
+        let states = [
+            state("dev", &["127.0.0.1:5000/acme/web", "docker.io/library/postgres"]),
+            state("prod", &["localhost:5000/acme/web", "docker.io/library/redis"]),
+        ];
+        assert_eq!(
+            foreign_record_warnings("127.0.0.1:5000", &states),
+            [
+                "2 deploy records name images on `docker.io`, not on `127.0.0.1:5000`: they protect nothing here \
+                 (if `docker.io` is this registry under another name, run with that name)",
+                "1 deploy record names images on `localhost:5000`, not on `127.0.0.1:5000`: it protects nothing here \
+                 (if `localhost:5000` is this registry under another name, run with that name)",
+            ]
+        );
+        assert!(foreign_record_warnings("docker.io", &states[..1]).len() == 1);
+    }
+
+    #[test]
+    fn skip_causes_serialise_with_their_rule_and_read_as_text() {
+        let d = Digest::sha256_of(b"index");
+        let s = SkippedDigest {
+            image: "r/x".into(),
+            digest: d.clone(),
+            cause: SkipCause::TagsChanged {
+                planned: vec!["a".into()],
+                now: vec![],
+            },
+            text: "t".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&s).unwrap(),
+            serde_json::json!({"image": "r/x", "digest": d.to_string(), "skip": "tags_changed",
+                               "planned": ["a"], "now": [], "text": "t"})
+        );
+        assert_eq!(
+            SkipCause::TagsChanged {
+                planned: vec!["a".into()],
+                now: vec![]
+            }
+            .to_string(),
+            "tags changed since the plan: a → none"
+        );
+        assert_eq!(
+            SkipCause::IndexNotDeleted { index: d.clone() }.to_string(),
+            format!("the DELETE of its index {} failed", d.short(12))
+        );
+        assert_eq!(
+            serde_json::to_value(SkipCause::Stopped).unwrap(),
+            serde_json::json!({"skip": "stopped"})
+        );
+    }
+
+    #[test]
+    fn result_for_people() {
+        let d = Digest::sha256_of(b"one");
+        let i = Digest::sha256_of(b"index");
+        let r = ApplyResult {
+            deleted: vec![
+                DeletedDigest {
+                    image: "reg/a".into(),
+                    digest: i.clone(),
+                    already_gone: false,
+                },
+                DeletedDigest {
+                    image: "reg/a".into(),
+                    digest: d.clone(),
+                    already_gone: true,
+                },
+            ],
+            skipped: vec![],
+            failed: vec![FailedDigest {
+                image: "reg/a".into(),
+                digest: d.clone(),
+                error: "boom".into(),
+                index_deleted: Some(i.clone()),
+            }],
+            deleted_count: 1,
+            already_gone_count: 1,
+            skipped_count: 0,
+            failed_count: 1,
+            stopped: None,
+        };
+        let text = render_result(&r);
+        assert_eq!(
+            text,
+            format!(
+                "deleted       reg/a@{i}\nalready gone  reg/a@{d}\nfailed        reg/a@{d}\n              boom\n              \
+                 its index {} is deleted, so no tag reaches it and a rerun will not find it; delete it by digest\n\
+                 result: 1 digest deleted, 1 already gone, 0 skipped, 1 failed\n",
+                i.short(12)
+            )
+        );
+    }
+}
