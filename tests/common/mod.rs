@@ -259,3 +259,47 @@ pub fn skopeo() -> PathBuf {
     }
     panic!("skopeo is not installed: run `scripts/setup` (it runs `apt-get install skopeo`)");
 }
+
+impl Registry {
+    /// A registry that refuses deletes (`storage.delete.enabled: false`),
+    /// as the distribution registry is configured by default.
+    pub fn start_without_delete() -> Registry {
+        let mut reg = Registry::start();
+        reg.reconfigure(|c| c.replace("  delete:\n    enabled: true\n", "  delete:\n    enabled: false\n"));
+        reg
+    }
+
+    /// Stops the registry, rewrites its config with `edit`, and starts it
+    /// again on the same address and data.
+    pub fn reconfigure(&mut self, edit: impl FnOnce(String) -> String) {
+        let cfg = self.dir.path().join("config.yml");
+        let before = read(&cfg);
+        let after = edit(before.clone());
+        assert_ne!(before, after, "the edit changed nothing in the registry config");
+        std::fs::write(&cfg, after).unwrap();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::File::create(self.dir.path().join("registry.log")).unwrap();
+        self.child = Command::new(registry_binary())
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.host).is_ok() {
+                return;
+            }
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "the registry did not start again; its log:\n{}",
+                read(&self.dir.path().join("registry.log"))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the registry did not listen again on {}", self.host);
+    }
+}

@@ -1,0 +1,924 @@
+//! `registry_cleanup` end to end against the real distribution registry
+//! (Debian `docker-registry` 2.8, deletes enabled): what the dry run and
+//! `--apply` do to the registry, what its garbage collection leaves
+//! pullable, and the safety rules under faults. Cases that need the plan
+//! and the apply apart (a tag moved in between) call the library.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::fault::{Action, FaultServer, Req, Resp};
+use common::*;
+use image_lifecycle::cleanup::{Decision, Plan};
+use image_lifecycle::credentials::LookupEnv;
+use image_lifecycle::deploy_state::DeployState;
+use image_lifecycle::fixture::ImageSpec;
+use image_lifecycle::image::Platform;
+use image_lifecycle::policy::Policy;
+use image_lifecycle::prune::{DeleteProgress, SkipCause, apply, scan_and_plan};
+use image_lifecycle::reference::Digest;
+use image_lifecycle::registry::{Client, ClientOptions};
+use image_lifecycle::scan::Progress;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_registry_cleanup");
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                      application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.docker.distribution.manifest.list.v2+json";
+
+const POLICY: &str = "workspaces: [dev, prod]
+defaults:
+  keep_last: 2
+  keep_younger_than: 7d
+  keep_tags: ['^latest$']
+  protect_history: 2
+repositories:
+  acme/api: {keep_last: 1}
+  'other/*': {keep_last: 10}
+";
+
+/// A registry holding one digest for each rule, the policy above, and the
+/// deploy state of `dev` (web1 runs t3, ran t2 and t1 before) and `prod`
+/// (web2 runs t7).
+///
+/// | digest | tags | created | decision |
+/// |---|---|---|---|
+/// | acme/web t1 | t1 | 2025-01-01 | delete: third in web1's history, protect_history 2 |
+/// | acme/web t2 | t2 | 2025-01-02 | keep: rollback target on dev/web1 |
+/// | acme/web t3 | t3 | 2025-01-03 | keep: deployed on dev/web1 |
+/// | acme/web t4 | t4, t4-alias | 2025-01-04 | delete |
+/// | acme/web t5 | t5 (index of 2 children) | 2025-01-05 | delete, with both children |
+/// | acme/web t6 | t6, latest | 2025-01-06 | keep: keep_tags |
+/// | acme/web t7 | t7 | 2025-01-07 | keep: deployed on prod/web2 |
+/// | acme/web t8 | t8 | 2025-01-08 | keep: keep_last #2 |
+/// | acme/web t9 | t9 | now | keep: keep_last #1, younger than 7d |
+/// | acme/api a1, a2 | a1, a2 | 2025-02-0x | delete (keep_last 1) |
+/// | acme/api a3 | a3 | 2025-02-03 | keep: keep_last #1 |
+/// | other/tool o1 | o1 | 2024-06-01 | keep: keep_last 10 |
+struct Fixture {
+    reg: Registry,
+    dir: tempfile::TempDir,
+    /// Name (t1…, a1…, o1, t5/amd64, t5/arm64) → digest.
+    d: BTreeMap<String, Digest>,
+}
+
+const REPOS: [&str; 3] = ["acme/web", "acme/api", "other/tool"];
+
+fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn image(name: &str, created: &str) -> ImageSpec {
+    labelled(&revision(&format!("{:0>7}", name.replace('/', ""))), name, created)
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Self::on(Registry::start())
+    }
+
+    fn on(reg: Registry) -> Fixture {
+        let mut d = BTreeMap::new();
+        let web = reg.repo("acme/web");
+        for (name, day) in [
+            ("t1", 1),
+            ("t2", 2),
+            ("t3", 3),
+            ("t4", 4),
+            ("t6", 6),
+            ("t7", 7),
+            ("t8", 8),
+        ] {
+            let created = format!("2025-01-0{day}T00:00:00Z");
+            d.insert(name.to_string(), push(&format!("{web}:{name}"), &image(name, &created)));
+        }
+        push(&format!("{web}:t4-alias"), &image("t4", "2025-01-04T00:00:00Z"));
+        push(&format!("{web}:latest"), &image("t6", "2025-01-06T00:00:00Z"));
+        d.insert("t9".into(), push(&format!("{web}:t9"), &image("t9", &now_utc())));
+        let child = |p: &str| ImageSpec {
+            platform: p.parse::<Platform>().unwrap(),
+            ..image(&format!("t5 {p}"), "2025-01-05T00:00:00Z")
+        };
+        let children = [child("linux/amd64"), child("linux/arm64")];
+        d.insert(
+            "t5".into(),
+            push_multi(&format!("{web}:t5"), &children, &BTreeMap::new()),
+        );
+        for (c, p) in children.iter().zip(["t5/amd64", "t5/arm64"]) {
+            // The same spec pushed again gives the same digest: read it back.
+            let digest = push(&web, &ImageSpec { ..c.clone() });
+            d.insert(p.into(), digest);
+        }
+        let api = reg.repo("acme/api");
+        for (name, day) in [("a1", 1), ("a2", 2), ("a3", 3)] {
+            let created = format!("2025-02-0{day}T00:00:00Z");
+            d.insert(name.into(), push(&format!("{api}:{name}"), &image(name, &created)));
+        }
+        d.insert(
+            "o1".into(),
+            push(&reg.repo("other/tool:o1"), &image("o1", "2024-06-01T00:00:00Z")),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("policy.yml"), POLICY).unwrap();
+        let f = Fixture { reg, dir, d };
+        f.write_states(&f.reg.host.clone());
+        f
+    }
+
+    fn digest(&self, name: &str) -> &Digest {
+        &self.d[name]
+    }
+
+    /// The digests of `names`, sorted.
+    fn digests(&self, names: &[&str]) -> BTreeSet<Digest> {
+        names.iter().map(|n| self.digest(n).clone()).collect()
+    }
+
+    /// Writes `dev.json` and `prod.json` naming images on `host`.
+    fn write_states(&self, host: &str) {
+        let record = |h: &str, ws: &str, current: &str, history: &[&str]| {
+            serde_json::json!({
+                "host": h, "path": "/opt/acme/web/deploy-info.yml", "app": "web", "workspace": ws,
+                "image": format!("{host}/acme/web"), "tag": current, "digest": self.digest(current).to_string(),
+                "deployed_at": "2025-03-01T00:00:00Z",
+                "history": history.iter().map(|n| serde_json::json!({
+                    "digest": self.digest(n).to_string(), "tag": n, "deployed_at": "2025-02-01T00:00:00Z"}))
+                    .collect::<Vec<_>>(),
+            })
+        };
+        let dev = serde_json::json!({"workspace": "dev", "collected_at": "2025-03-02T00:00:00Z", "hosts": ["web1"],
+            "records": [record("web1", "dev", "t3", &["t1", "t2", "t3"])]});
+        let prod = serde_json::json!({"workspace": "prod", "collected_at": "2025-03-02T00:00:00Z", "hosts": ["web2"],
+            "records": [record("web2", "prod", "t7", &["t7"])]});
+        std::fs::write(self.path("dev.json"), dev.to_string()).unwrap();
+        std::fs::write(self.path("prod.json"), prod.to_string()).unwrap();
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `registry_cleanup HOST --policy … --protected dev.json --protected prod.json ARGS…`.
+    fn run(&self, host: &str, args: &[&str]) -> std::process::Output {
+        let policy = self.path("policy.yml");
+        let dev = self.path("dev.json");
+        let prod = self.path("prod.json");
+        let mut all: Vec<&str> = vec![
+            host,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            dev.to_str().unwrap(),
+            "--protected",
+            prod.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        Env::new().run(BIN, &all)
+    }
+
+    /// What the planner must delete.
+    fn expected_deletions(&self) -> BTreeSet<Digest> {
+        self.digests(&["t1", "t4", "t5", "t5/amd64", "t5/arm64", "a1", "a2"])
+    }
+
+    /// Every fixture digest that must survive.
+    fn expected_kept(&self) -> BTreeSet<Digest> {
+        let del = self.expected_deletions();
+        self.d.values().filter(|d| !del.contains(*d)).cloned().collect()
+    }
+
+    /// The repository of a fixture digest.
+    fn repo_of(&self, name: &str) -> &'static str {
+        match name.chars().next() {
+            Some('t') => "acme/web",
+            Some('a') => "acme/api",
+            _ => "other/tool",
+        }
+    }
+
+    /// The fixture digests whose manifest now answers 404.
+    fn gone(&self) -> BTreeSet<Digest> {
+        self.d
+            .iter()
+            .filter(|(n, d)| manifest_status(&self.reg.host, self.repo_of(n), d) == 404)
+            .map(|(_, d)| d.clone())
+            .collect()
+    }
+
+    /// Every tag of every repository with the digest it points to, and the
+    /// GET status of every fixture manifest: what must not change.
+    fn snapshot(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for repo in REPOS {
+            for (tag, d) in tags(&self.reg.host, repo) {
+                out.insert(format!("{repo}:{tag}"), d.to_string());
+            }
+        }
+        for (n, d) in &self.d {
+            out.insert(
+                format!("{n}@{d}"),
+                manifest_status(&self.reg.host, self.repo_of(n), d).to_string(),
+            );
+        }
+        out
+    }
+
+    fn policy(&self) -> Policy {
+        Policy::load(&self.path("policy.yml")).unwrap()
+    }
+
+    fn states(&self) -> Vec<DeployState> {
+        ["dev.json", "prod.json"]
+            .iter()
+            .map(|f| DeployState::load(&self.path(f)).unwrap())
+            .collect()
+    }
+
+    /// The plan, made by the library as the binary makes it.
+    fn plan(&self, client: &Client) -> Plan {
+        rt().block_on(scan_and_plan(
+            client,
+            &self.reg.host,
+            &self.policy(),
+            &self.states(),
+            &Platform::default(),
+            &Progress::quiet(),
+            chrono::Utc::now(),
+        ))
+        .unwrap()
+    }
+}
+
+fn client() -> Client {
+    Client::new(ClientOptions {
+        cache_dir: None,
+        lookup_env: LookupEnv::default(),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::new()
+}
+
+fn manifest_status(host: &str, repo: &str, reference: &Digest) -> u16 {
+    http()
+        .get(format!("http://{host}/v2/{repo}/manifests/{reference}"))
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Tag → digest, read with plain HTTP (not with the code under test).
+fn tags(host: &str, repo: &str) -> BTreeMap<String, Digest> {
+    let v: Value = http()
+        .get(format!("http://{host}/v2/{repo}/tags/list"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let names: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|t| t.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    names
+        .into_iter()
+        .map(|t| {
+            let r = http()
+                .head(format!("http://{host}/v2/{repo}/manifests/{t}"))
+                .header("Accept", ACCEPT)
+                .send()
+                .unwrap();
+            let d = r.headers()["docker-content-digest"].to_str().unwrap().parse().unwrap();
+            (t, d)
+        })
+        .collect()
+}
+
+fn json(o: &std::process::Output) -> Value {
+    serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}\n{}", stdout(o), stderr(o)))
+}
+
+/// The digests the `--json` plan decides to delete.
+fn planned_deletions(v: &Value) -> BTreeSet<Digest> {
+    v["plan"]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["digests"].as_array().unwrap())
+        .filter(|d| d["decision"] == "delete")
+        .map(|d| d["digest"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+fn result_digests(v: &Value, list: &str) -> BTreeSet<Digest> {
+    v["result"][list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// `skopeo copy` of `reference` into a fresh directory: every blob is read.
+fn pulls_completely(reference: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(skopeo())
+        .args(["copy", "--src-tls-verify=false", "--all"])
+        .arg(format!("docker://{reference}"))
+        .arg(format!("dir:{}", dir.path().join("x").display()))
+        .output()
+        .unwrap();
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}
+
+#[test]
+fn dry_run_changes_nothing_and_plans_every_digest_with_its_reason() {
+    let f = Fixture::new();
+    let before = f.snapshot();
+    let o = f.run(&f.reg.host, &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["applied"], false);
+    assert_eq!(v["result"], Value::Null);
+    assert_eq!(planned_deletions(&v), f.expected_deletions());
+    assert_eq!(v["plan"]["delete_count"], 7);
+    assert_eq!(v["plan"]["keep_count"], 8);
+    assert_eq!(v["plan"]["workspaces"], serde_json::json!(["dev", "prod"]));
+
+    // Every digest with its tags, created date, decision and first reason.
+    let mut rows = BTreeMap::new();
+    for r in v["plan"]["repositories"].as_array().unwrap() {
+        for d in r["digests"].as_array().unwrap() {
+            let name =
+                f.d.iter()
+                    .find(|(_, x)| x.to_string() == d["digest"].as_str().unwrap())
+                    .map(|(n, _)| n.clone())
+                    .unwrap_or_else(|| panic!("unknown digest {d}"));
+            let tags: Vec<&str> = d["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect();
+            rows.insert(
+                name,
+                format!(
+                    "{} [{}] {} {}",
+                    d["decision"].as_str().unwrap(),
+                    tags.join(","),
+                    d["created"].as_str().unwrap_or("-").get(..10).unwrap_or("-"),
+                    d["reasons"][0]["rule"].as_str().unwrap()
+                ),
+            );
+        }
+    }
+    let today = &now_utc()[..10];
+    let expected: BTreeMap<String, String> = [
+        ("a1", "delete [a1] 2025-02-01 expired".to_string()),
+        ("a2", "delete [a2] 2025-02-02 expired".into()),
+        ("a3", "keep [a3] 2025-02-03 keep_last".into()),
+        ("o1", "keep [o1] 2024-06-01 keep_last".into()),
+        ("t1", "delete [t1] 2025-01-01 expired".into()),
+        ("t2", "keep [t2] 2025-01-02 rollback_target".into()),
+        ("t3", "keep [t3] 2025-01-03 deployed".into()),
+        ("t4", "delete [t4,t4-alias] 2025-01-04 expired".into()),
+        ("t5", "delete [t5] 2025-01-05 expired".into()),
+        ("t5/amd64", "delete [] 2025-01-05 only_in_deleted_indexes".into()),
+        ("t5/arm64", "delete [] 2025-01-05 only_in_deleted_indexes".into()),
+        ("t6", "keep [latest,t6] 2025-01-06 kept_tag".into()),
+        ("t7", "keep [t7] 2025-01-07 deployed".into()),
+        ("t8", "keep [t8] 2025-01-08 keep_last".into()),
+        ("t9", format!("keep [t9] {today} keep_last")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(rows, expected);
+    assert!(v["plan"]["reclaim_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(f.snapshot(), before, "a dry run changes nothing");
+
+    // The same plan for people, and a dry run note.
+    let o = f.run(&f.reg.host, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("IMAGE: {}/acme/api   policy: acme/api\n", f.reg.host)),
+        "{text}"
+    );
+    let t4 = format!(
+        "\n    {}    t4, t4-alias  2025-01-04 00:00:00  delete    older than 7d, newest #6 beyond keep_last 2\n",
+        f.digest("t4").short(12)
+    );
+    assert!(text.contains(&t4), "{text}");
+    assert!(
+        text.contains(&format!("└ {}", f.digest("t5/amd64").short(12))),
+        "{text}"
+    );
+    assert!(text.contains("total: 7 digests to delete, 8 kept, "), "{text}");
+    assert!(
+        text.ends_with("dry run: nothing deleted; run again with --apply to delete 7 digests\n"),
+        "{text}"
+    );
+    assert_eq!(f.snapshot(), before, "a dry run changes nothing");
+}
+
+#[test]
+fn apply_deletes_exactly_the_plan_and_after_gc_the_rest_still_pulls() {
+    let f = Fixture::new();
+    let o = f.run(&f.reg.host, &["--json"]);
+    let planned = planned_deletions(&json(&o));
+    assert_eq!(planned, f.expected_deletions());
+    let storage_before = f.reg.storage_bytes();
+
+    let o = f.run(&f.reg.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["applied"], true);
+    assert_eq!(planned_deletions(&v), planned);
+    assert_eq!(result_digests(&v, "deleted"), planned);
+    assert_eq!(v["result"]["deleted_count"], 7);
+    assert_eq!(v["result"]["already_gone_count"], 0);
+    assert_eq!(v["result"]["skipped"], serde_json::json!([]));
+    assert_eq!(v["result"]["failed"], serde_json::json!([]));
+    assert_eq!(v["result"]["stopped"], Value::Null);
+    assert_eq!(f.gone(), planned, "exactly the planned digests are gone");
+    let web: Vec<String> = tags(&f.reg.host, "acme/web").into_keys().collect();
+    assert_eq!(web, ["latest", "t2", "t3", "t6", "t7", "t8", "t9"]);
+    let api: Vec<String> = tags(&f.reg.host, "acme/api").into_keys().collect();
+    assert_eq!(api, ["a3"]);
+
+    let gc = f.reg.garbage_collect();
+    assert!(gc.status.success(), "{}", String::from_utf8_lossy(&gc.stderr));
+    let storage_after = f.reg.storage_bytes();
+    assert!(
+        storage_after < storage_before,
+        "storage did not shrink: {storage_before} → {storage_after}"
+    );
+    for (name, d) in &f.d {
+        if f.expected_kept().contains(d) {
+            let r = format!("{}@{d}", f.reg.repo(f.repo_of(name)));
+            pulls_completely(&r).unwrap_or_else(|e| panic!("{name} ({r}) no longer pulls: {e}"));
+        }
+    }
+    for t in ["latest", "t2", "t3", "t7"] {
+        pulls_completely(&f.reg.repo(&format!("acme/web:{t}"))).unwrap();
+    }
+    assert!(pulls_completely(&format!("{}@{}", f.reg.repo("acme/web"), f.digest("t1"))).is_err());
+
+    // Nothing is left to do.
+    let o = f.run(&f.reg.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["plan"]["delete_count"], 0);
+    assert_eq!(v["result"]["deleted"], serde_json::json!([]));
+}
+
+#[test]
+fn deploy_state_alone_protects_the_current_and_recent_digests() {
+    let f = Fixture::new();
+    // No rule keeps anything: only deploy state does.
+    std::fs::write(
+        f.path("policy.yml"),
+        "workspaces: [dev, prod]\ndefaults: {keep_last: 0, keep_younger_than: 0s, keep_tags: [], protect_history: 2}\n",
+    )
+    .unwrap();
+    let o = f.run(&f.reg.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let kept = f.digests(&["t2", "t3", "t7"]);
+    let all: BTreeSet<Digest> = f.d.values().cloned().collect();
+    let deleted: BTreeSet<Digest> = all.difference(&kept).cloned().collect();
+    assert_eq!(result_digests(&json(&o), "deleted"), deleted);
+    assert_eq!(f.gone(), deleted);
+    for t in ["t2", "t3", "t7"] {
+        pulls_completely(&f.reg.repo(&format!("acme/web:{t}"))).unwrap();
+    }
+    // protect_history 3 would have kept t1 as well: it is only the history.
+    let v = json(&o);
+    let t1 = v["plan"]["repositories"][1]["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["digest"] == f.digest("t1").to_string())
+        .unwrap()
+        .clone();
+    assert_eq!(t1["decision"], "delete");
+    assert_eq!(t1["reasons"][0]["rule"], "expired");
+}
+
+#[test]
+fn apply_refuses_without_deploy_state_for_every_workspace_and_touches_nothing() {
+    let f = Fixture::new();
+    let before = f.snapshot();
+    let server = FaultServer::start(Some(f.reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    let policy = f.path("policy.yml");
+    let dev = f.path("dev.json");
+    let o = Env::new().run(
+        BIN,
+        &[
+            &server.host,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            dev.to_str().unwrap(),
+            "--apply",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("error: refusing to apply: no deploy state for workspace `prod`\n"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: collect the deploy state of those workspaces"),
+        "{err}"
+    );
+    assert_eq!(stdout(&o), "");
+    assert_eq!(server.requests().len(), 0, "not one request reached the registry");
+    assert_eq!(f.snapshot(), before);
+
+    // A dry run without it plans, and says what --apply would refuse.
+    let o = Env::new().run(
+        BIN,
+        &[
+            &f.reg.host,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            dev.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: refusing to apply: no deploy state for workspace `prod`; this dry run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn bad_policy_or_deploy_state_exit_2_naming_the_file() {
+    let f = Fixture::new();
+    std::fs::write(f.path("bad.yml"), "workspaces: [dev]\ndefaults: {keep_last: -1}\n").unwrap();
+    std::fs::write(f.path("bad.json"), "{\"workspace\": \"dev\", \"records\": [{}]}").unwrap();
+    let policy = f.path("policy.yml");
+    let dev = f.path("dev.json");
+    let env = Env::new();
+    let bad_policy = f.path("bad.yml");
+    let o = env.run(
+        BIN,
+        &[
+            &f.reg.host,
+            "--policy",
+            bad_policy.to_str().unwrap(),
+            "--protected",
+            dev.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("bad.yml") && err.contains("`defaults.keep_last`"), "{err}");
+    let bad_state = f.path("bad.json");
+    let o = env.run(
+        BIN,
+        &[
+            &f.reg.host,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            bad_state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+    let o = env.run(BIN, &[&f.reg.host, "--policy", policy.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "--protected is required");
+    let o = env.run(
+        BIN,
+        &[
+            &f.reg.repo("acme/web"),
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            dev.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn an_interrupted_apply_run_again_finishes_the_job() {
+    let f = Fixture::new();
+    // DELETEs fail (400, not retried) after the first two, until healed.
+    let deletes = Arc::new(AtomicUsize::new(0));
+    let healed = Arc::new(AtomicBool::new(false));
+    let (d2, h2) = (deletes.clone(), healed.clone());
+    let server = FaultServer::start(
+        Some(f.reg.host.clone()),
+        Arc::new(move |r: &Req| {
+            if r.method == "DELETE" && !h2.load(Ordering::SeqCst) && d2.fetch_add(1, Ordering::SeqCst) >= 2 {
+                Action::Respond(Resp::new(
+                    400,
+                    r#"{"errors":[{"code":"UNKNOWN","message":"injected failure"}]}"#,
+                ))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    f.write_states(&server.host);
+    let o = f.run(&server.host, &["--apply", "--json", "--concurrency", "1"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let v = json(&o);
+    let first = result_digests(&v, "deleted");
+    assert_eq!(first.len(), 2, "{v}");
+    assert!(first.is_subset(&f.expected_deletions()));
+    assert_eq!(f.gone(), first);
+    // A failed index keeps its children; the rest failed and stays.
+    let failed = result_digests(&v, "failed");
+    let skipped = result_digests(&v, "skipped");
+    assert_eq!(
+        failed.union(&skipped).cloned().collect::<BTreeSet<_>>(),
+        f.expected_deletions().difference(&first).cloned().collect()
+    );
+    for s in v["result"]["skipped"].as_array().unwrap() {
+        assert_eq!(s["skip"], "index_not_deleted", "{s}");
+        assert_eq!(s["index"], f.digest("t5").to_string());
+    }
+    let err = stderr(&o);
+    assert!(err.contains("error: cleanup incomplete: "), "{err}");
+    assert!(err.contains("injected failure"), "{err}");
+    assert!(
+        err.contains("hint: nothing kept or protected was touched; run again"),
+        "{err}"
+    );
+
+    healed.store(true, Ordering::SeqCst);
+    let o = f.run(&server.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(
+        result_digests(&v, "deleted"),
+        f.expected_deletions().difference(&first).cloned().collect()
+    );
+    assert_eq!(f.gone(), f.expected_deletions(), "the rerun finished the job");
+}
+
+#[test]
+fn a_digest_deleted_meanwhile_counts_as_already_gone_and_its_children_follow() {
+    let f = Fixture::new();
+    let client = client();
+    let plan = f.plan(&client);
+    // Someone deletes the index t5 and a1 between the plan and the apply.
+    for (repo, name) in [("acme/web", "t5"), ("acme/api", "a1")] {
+        let s = http()
+            .delete(format!("http://{}/v2/{repo}/manifests/{}", f.reg.host, f.digest(name)))
+            .send()
+            .unwrap()
+            .status();
+        assert_eq!(s.as_u16(), 202);
+    }
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let r = &applied.result;
+    assert!(applied.first_error.is_none() && applied.stopped.is_none());
+    let gone: BTreeSet<Digest> = r
+        .deleted
+        .iter()
+        .filter(|d| d.already_gone)
+        .map(|d| d.digest.clone())
+        .collect();
+    assert_eq!(gone, f.digests(&["t5", "a1"]));
+    assert_eq!(r.already_gone_count, 2);
+    assert_eq!(r.deleted_count, 5);
+    assert!(r.skipped.is_empty(), "{:?}", r.skipped);
+    assert_eq!(f.gone(), f.expected_deletions());
+    assert!(applied.outcome().is_ok());
+
+    // The same plan once more: everything is already gone.
+    let again = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    assert_eq!(again.result.already_gone_count, 7, "{:?}", again.result);
+    assert_eq!(again.result.deleted_count, 0);
+    assert!(again.result.skipped.is_empty() && again.result.failed.is_empty());
+}
+
+#[test]
+fn a_tag_moved_between_plan_and_apply_is_not_deleted() {
+    let f = Fixture::new();
+    let client = client();
+    let plan = f.plan(&client);
+    let planned: BTreeSet<Digest> = plan
+        .repositories
+        .iter()
+        .flat_map(|r| &r.digests)
+        .filter(|d| d.decision == Decision::Delete)
+        .map(|d| d.digest.clone())
+        .collect();
+    assert_eq!(planned, f.expected_deletions());
+    // `t4-alias` moves from t4 to t1 (both planned): both have other tags now.
+    push(&f.reg.repo("acme/web:t4-alias"), &image("t1", "2025-01-01T00:00:00Z"));
+    // `a2` is pushed again as a new image: the old a2 digest lost its tag.
+    let new_a2 = push(&f.reg.repo("acme/api:a2"), &image("a2 rebuilt", "2025-02-02T00:00:00Z"));
+    // A new index takes t5's amd64 child: it must stay with it.
+    let web = f.reg.repo("acme/web");
+    let amd = ImageSpec {
+        platform: "linux/amd64".parse().unwrap(),
+        ..image("t5 linux/amd64", "2025-01-05T00:00:00Z")
+    };
+    let new_index = push_multi(&format!("{web}:t5-new"), &[amd], &BTreeMap::new());
+
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let r = &applied.result;
+    let skipped: BTreeMap<Digest, SkipCause> = r.skipped.iter().map(|s| (s.digest.clone(), s.cause.clone())).collect();
+    assert_eq!(
+        skipped.get(f.digest("t4")),
+        Some(&SkipCause::TagsChanged {
+            planned: vec!["t4".into(), "t4-alias".into()],
+            now: vec!["t4".into()]
+        })
+    );
+    assert_eq!(
+        skipped.get(f.digest("t1")),
+        Some(&SkipCause::TagsChanged {
+            planned: vec!["t1".into()],
+            now: vec!["t1".into(), "t4-alias".into()]
+        })
+    );
+    assert_eq!(
+        skipped.get(f.digest("a2")),
+        Some(&SkipCause::TagsChanged {
+            planned: vec!["a2".into()],
+            now: vec![]
+        })
+    );
+    assert_eq!(
+        skipped.get(f.digest("t5/amd64")),
+        Some(&SkipCause::InNewIndex {
+            index: new_index.clone()
+        })
+    );
+    assert_eq!(skipped.len(), 4, "{skipped:?}");
+    let deleted: BTreeSet<Digest> = r.deleted.iter().map(|d| d.digest.clone()).collect();
+    assert_eq!(deleted, f.digests(&["t5", "t5/arm64", "a1"]));
+    assert_eq!(f.gone(), deleted);
+    for (repo, d) in [
+        ("acme/web", f.digest("t4")),
+        ("acme/web", f.digest("t1")),
+        ("acme/api", f.digest("a2")),
+        ("acme/api", &new_a2),
+        ("acme/web", f.digest("t5/amd64")),
+    ] {
+        assert_eq!(manifest_status(&f.reg.host, repo, d), 200, "{repo}@{d}");
+    }
+    pulls_completely(&format!("{web}:t5-new")).unwrap();
+    assert!(applied.outcome().is_ok(), "skips for moved tags are not failures");
+}
+
+#[test]
+fn a_repository_that_cannot_be_read_again_keeps_all_its_digests() {
+    let f = Fixture::new();
+    // The second tag list of acme/api (the recheck) fails; HEADs of
+    // acme/web by tag fail after the scan.
+    let lists = Arc::new(AtomicUsize::new(0));
+    let scanned = Arc::new(AtomicBool::new(false));
+    let (l2, s2) = (lists.clone(), scanned.clone());
+    let server = FaultServer::start(
+        Some(f.reg.host.clone()),
+        Arc::new(move |r: &Req| {
+            if r.path.starts_with("/v2/acme/api/tags/list") && l2.fetch_add(1, Ordering::SeqCst) >= 1 {
+                return Action::Respond(Resp::new(
+                    404,
+                    r#"{"errors":[{"code":"NAME_UNKNOWN","message":"gone"}]}"#,
+                ));
+            }
+            if s2.load(Ordering::SeqCst) && r.method == "HEAD" && r.path.starts_with("/v2/acme/web/manifests/t") {
+                return Action::Respond(Resp::new(403, r#"{"errors":[{"code":"DENIED","message":"no"}]}"#));
+            }
+            Action::Forward
+        }),
+    );
+    f.write_states(&server.host);
+    let client = client();
+    let policy = f.policy();
+    let states = f.states();
+    let plan = rt()
+        .block_on(scan_and_plan(
+            &client,
+            &server.host,
+            &policy,
+            &states,
+            &Platform::default(),
+            &Progress::quiet(),
+            chrono::Utc::now(),
+        ))
+        .unwrap();
+    assert_eq!(plan.delete_count, 7);
+    scanned.store(true, Ordering::SeqCst);
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let r = &applied.result;
+    assert!(r.deleted.is_empty(), "{:?}", r.deleted);
+    assert_eq!(r.skipped.len(), 7);
+    for s in &r.skipped {
+        let SkipCause::RecheckFailed { error } = &s.cause else {
+            panic!("{s:?}")
+        };
+        if s.image.ends_with("acme/api") {
+            assert!(error.contains("not found"), "{error}");
+        } else {
+            assert!(error.contains("refused"), "{error}");
+        }
+    }
+    assert!(
+        !server.requests().iter().any(|r| r.method == "DELETE"),
+        "not one DELETE was sent"
+    );
+    assert_eq!(f.gone(), BTreeSet::new());
+    let e = applied.outcome().unwrap_err();
+    assert!(e.message.contains("7 planned deletions skipped"), "{}", e.message);
+}
+
+#[test]
+fn a_registry_without_deletes_stops_with_the_storage_delete_hint() {
+    let f = Fixture::on(Registry::start_without_delete());
+    let before = f.snapshot();
+    let o = f.run(&f.reg.host, &["--apply", "--json", "--concurrency", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("does not support deleting"), "{err}");
+    assert!(
+        err.contains("hint: enable deletes in the registry configuration (`storage.delete.enabled: true`"),
+        "{err}"
+    );
+    let v = json(&o);
+    assert!(v["result"]["stopped"].as_str().unwrap().contains("405"), "{v}");
+    assert_eq!(v["result"]["deleted"], serde_json::json!([]));
+    assert_eq!(v["result"]["failed_count"], 1);
+    let skipped: Vec<&str> = v["result"]["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["skip"].as_str().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 6, "{v}");
+    assert!(
+        skipped.iter().all(|s| *s == "stopped" || *s == "index_not_deleted"),
+        "{skipped:?}"
+    );
+    assert_eq!(f.snapshot(), before);
+}
+
+#[test]
+fn apply_deletes_an_index_then_its_children_and_lists_what_it_deleted() {
+    let f = Fixture::new();
+    let server = FaultServer::start(Some(f.reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    f.write_states(&server.host);
+    let o = f.run(&server.host, &["--apply", "--concurrency", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // One at a time: repositories in order, newest first, children right
+    // after their index.
+    let deletes: Vec<String> = server
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.path.clone())
+        .collect();
+    let expected: Vec<String> = ["a2", "a1", "t5", "t5/amd64", "t5/arm64", "t4", "t1"]
+        .iter()
+        .map(|n| format!("/v2/{}/manifests/{}", f.repo_of(n), f.digest(n)))
+        .collect();
+    let mut children = deletes[3..5].to_vec();
+    children.sort();
+    let mut expected_children = expected[3..5].to_vec();
+    expected_children.sort();
+    assert_eq!(children, expected_children, "{deletes:#?}");
+    assert_eq!(
+        [&deletes[..3], &deletes[5..]].concat(),
+        [&expected[..3], &expected[5..]].concat()
+    );
+    assert_eq!(f.gone(), f.expected_deletions());
+
+    let text = stdout(&o);
+    assert!(text.contains("total: 7 digests to delete, 8 kept, "), "{text}");
+    for n in ["t1", "t4", "t5", "t5/amd64", "t5/arm64", "a1", "a2"] {
+        let line = format!("\ndeleted       {}/{}@{}\n", server.host, f.repo_of(n), f.digest(n));
+        assert!(text.contains(&line), "{line:?} missing:\n{text}");
+    }
+    assert!(
+        text.ends_with("result: 7 digests deleted, 0 already gone, 0 skipped, 0 failed\n"),
+        "{text}"
+    );
+}
