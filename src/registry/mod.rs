@@ -625,7 +625,10 @@ impl Client {
         } else {
             format!("{base}{path}")
         };
-        let deadline = Instant::now() + self.opts.timeout;
+        // A timeout too large for a deadline (`Duration::MAX`) means none.
+        let deadline = Instant::now()
+            .checked_add(self.opts.timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(100 * 365 * 86_400));
         let _permit = self
             .permits
             .acquire()
@@ -867,7 +870,7 @@ impl Client {
                     }
                     let ra = retry_after(&ans.headers);
                     let wait = ra.unwrap_or_else(|| backoff(attempt));
-                    if Instant::now() + wait >= deadline {
+                    if wait >= deadline.saturating_duration_since(Instant::now()) {
                         return Err(RegistryError::Status {
                             registry: registry.into(),
                             status: s,
@@ -893,7 +896,7 @@ impl Client {
                 }
                 Err(e) => {
                     let wait = backoff(attempt);
-                    if Instant::now() + wait >= deadline {
+                    if wait >= deadline.saturating_duration_since(Instant::now()) {
                         if e.is_timeout() {
                             return Err(RegistryError::Timeout {
                                 registry: registry.into(),
