@@ -1,0 +1,508 @@
+//! `playbooks/cleanup.yml` through real `ansible-playbook` against the real
+//! registry: it gathers the deploy state of every host first and ends the
+//! play before anything is planned or deleted when one host cannot answer;
+//! it applies the cleanup with the state it gathered; and it runs the
+//! registry's garbage collection with the registry read-only meanwhile.
+//!
+//! The registry is reached through a forwarding fault server, so "nothing
+//! reached the registry" is a count of requests, not a guess.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::fault::{Action, FaultServer, Req};
+use common::*;
+use image_lifecycle::reference::Digest;
+use serde_json::{Value, json};
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const CLEANUP_BIN: &str = env!("CARGO_BIN_EXE_registry_cleanup");
+const READ_BIN: &str = env!("CARGO_BIN_EXE_deploy_info");
+const WRITE_BIN: &str = env!("CARGO_BIN_EXE_write_deploy_info");
+
+const POLICY: &str = "workspaces: [dev, prod]
+defaults: {keep_last: 0, keep_younger_than: 0s, keep_tags: [], protect_history: 2}
+";
+
+/// How a host of an inventory is reached.
+enum Host {
+    /// `ansible_connection: local`, with its own root under the workdir.
+    Local,
+    /// ssh to a loopback port nothing listens on: unreachable, at once.
+    Unreachable,
+}
+
+/// A workdir with the module binaries as the Ansible library, the
+/// registry_cleanup binary, inventories, a policy and a state directory.
+struct Workdir {
+    dir: tempfile::TempDir,
+}
+
+impl Workdir {
+    fn new(policy: &str) -> Workdir {
+        let dir = tempfile::Builder::new().prefix("cleanup-playbook").tempdir().unwrap();
+        let w = Workdir { dir };
+        for d in [
+            "library",
+            "bin",
+            "ansible-home",
+            "local-tmp",
+            "remote-tmp",
+            "home",
+            "state",
+        ] {
+            fs::create_dir(w.path().join(d)).unwrap();
+        }
+        fs::copy(READ_BIN, w.path().join("library/deploy_info")).unwrap();
+        fs::copy(CLEANUP_BIN, w.path().join("bin/registry_cleanup")).unwrap();
+        fs::write(
+            w.path().join("ansible.cfg"),
+            format!(
+                "[defaults]\nlibrary = {dir}/library\nlocal_tmp = {dir}/local-tmp\nremote_tmp = {dir}/remote-tmp\n\
+                 retry_files_enabled = false\nnocolor = true\ninterpreter_python = auto_silent\n\
+                 [ssh_connection]\nssh_args = -o ConnectTimeout=5 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n",
+                dir = w.path().display()
+            ),
+        )
+        .unwrap();
+        fs::write(w.path().join("policy.yml"), policy).unwrap();
+        w
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn root(&self, host: &str) -> PathBuf {
+        self.path().join("hosts").join(host).join("opt")
+    }
+
+    /// `inventories/<ws>/hosts.yml` with `hosts`.
+    fn inventory(&self, workspace: &str, hosts: &[(&str, Host)]) {
+        let dir = self.path().join("inventories").join(workspace);
+        fs::create_dir_all(&dir).unwrap();
+        let mut entries = serde_json::Map::new();
+        for (name, how) in hosts {
+            let vars = match how {
+                Host::Local => json!({
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                    "deploy_app_root": self.root(name),
+                }),
+                Host::Unreachable => json!({
+                    "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": 1,
+                    "ansible_user": "nobody",
+                }),
+            };
+            entries.insert(name.to_string(), vars);
+        }
+        let inv = json!({ workspace: {"hosts": entries} });
+        // JSON is YAML.
+        fs::write(dir.join("hosts.yml"), inv.to_string()).unwrap();
+    }
+
+    /// Deploys `digests` of `image` one after another on `host` (the last is
+    /// current), with the real write_deploy_info module.
+    fn deploy(&self, host: &str, workspace: &str, image: &str, digests: &[&Digest]) {
+        for (i, d) in digests.iter().enumerate() {
+            let args = self.path().join(format!("args-{host}-{i}.json"));
+            let a = json!({"org": "acme", "app": "web", "workspace": workspace, "image": image,
+                           "digest": d.to_string(), "root": self.root(host),
+                           "deployed_at": format!("2025-03-0{}T00:00:00Z", i + 1)});
+            fs::write(&args, a.to_string()).unwrap();
+            let o = Command::new(WRITE_BIN).arg(&args).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        }
+    }
+
+    /// `ansible-playbook -i inventories/<ws>… playbooks/cleanup.yml -e @vars`.
+    fn playbook(&self, workspaces: &[&str], vars: &Value) -> Output {
+        let vars_file = self.path().join("vars.json");
+        let mut all = json!({
+            "cleanup_policy": self.path().join("policy.yml"),
+            "cleanup_state_dir": self.path().join("state"),
+            "cleanup_bin_dir": self.path().join("bin"),
+        });
+        for (k, v) in vars.as_object().unwrap() {
+            all[k] = v.clone();
+        }
+        fs::write(&vars_file, all.to_string()).unwrap();
+        let mut cmd = Command::new(venv_tool("ansible-playbook"));
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("ANSIBLE_") {
+                cmd.env_remove(key);
+            }
+        }
+        for ws in workspaces {
+            cmd.arg("-i").arg(self.path().join("inventories").join(ws));
+        }
+        cmd.current_dir(self.path())
+            .env("ANSIBLE_CONFIG", self.path().join("ansible.cfg"))
+            .env("ANSIBLE_HOME", self.path().join("ansible-home"))
+            .env("ANSIBLE_LIBRARY", self.path().join("library"))
+            .env("ANSIBLE_LOCAL_TEMP", self.path().join("local-tmp"))
+            .env("ANSIBLE_REMOTE_TEMP", self.path().join("remote-tmp"))
+            .env("HOME", self.path().join("home"))
+            .env("IMAGE_LIFECYCLE_CACHE_DIR", self.path().join("cache"))
+            .env("ANSIBLE_NOCOLOR", "1")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("REGISTRY_USERNAME")
+            .env_remove("REGISTRY_PASSWORD")
+            .env_remove("IMAGE_LIFECYCLE_PLAIN_HTTP")
+            .arg(Path::new(REPO).join("playbooks/cleanup.yml"))
+            .arg("-e")
+            .arg(format!("@{}", vars_file.display()))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn state_files(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(self.path().join("state")).unwrap() {
+            let p = e.unwrap().path().join("deploy-state.json");
+            if p.exists() {
+                out.push(p.parent().unwrap().file_name().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn manifest_status(host: &str, repo: &str, d: &Digest) -> u16 {
+    reqwest::blocking::Client::new()
+        .get(format!("http://{host}/v2/{repo}/manifests/{d}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Four old images in `acme/web` of `host`: v1…v4, oldest first.
+fn push_images(host: &str) -> BTreeMap<&'static str, Digest> {
+    ["v1", "v2", "v3", "v4"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let d = push(
+                &format!("{host}/acme/web:{t}"),
+                &labelled(
+                    &revision(&format!("{t}00000")),
+                    t,
+                    &format!("2025-01-0{}T00:00:00Z", i + 1),
+                ),
+            );
+            (*t, d)
+        })
+        .collect()
+}
+
+/// A registry and a fault server forwarding to it (the playbook talks to
+/// the fault server, so its log counts every request).
+fn registry() -> (Registry, FaultServer) {
+    let reg = Registry::start();
+    let server = FaultServer::start(Some(reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    (reg, server)
+}
+
+#[test]
+fn an_unreachable_host_ends_the_play_before_anything_is_read_or_deleted() {
+    let (reg, server) = registry();
+    let d = push_images(&reg.host);
+    let w = Workdir::new(POLICY);
+    let image = format!("{}/acme/web", server.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local), ("web3", Host::Unreachable)]);
+    w.deploy("web1", "dev", &image, &[&d["v1"], &d["v2"]]);
+    w.deploy("web2", "prod", &image, &[&d["v3"]]);
+
+    let started = Instant::now();
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("UNREACHABLE!"), "{out}");
+    assert!(out.contains("web3"), "{out}");
+    assert!(!out.contains("Run registry_cleanup on the controller"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(60), "it fails fast");
+    assert_eq!(server.requests().len(), 0, "not one request reached the registry");
+    assert_eq!(
+        w.state_files(),
+        Vec::<String>::new(),
+        "no partial deploy state is written"
+    );
+    for (t, digest) in &d {
+        assert_eq!(manifest_status(&reg.host, "acme/web", digest), 200, "{t}");
+    }
+}
+
+#[test]
+fn an_unreadable_deploy_info_file_ends_the_play_before_anything_is_deleted() {
+    let (reg, server) = registry();
+    let d = push_images(&reg.host);
+    let w = Workdir::new(POLICY);
+    let image = format!("{}/acme/web", server.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    w.deploy("web1", "dev", &image, &[&d["v2"]]);
+    let broken = w.root("web2").join("acme/other");
+    fs::create_dir_all(&broken).unwrap();
+    fs::write(broken.join("deploy-info.yml"), "app: [unterminated\n").unwrap();
+
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("acme/other/deploy-info.yml"), "{}", text(&o));
+    assert_eq!(server.requests().len(), 0, "not one request reached the registry");
+    assert_eq!(w.state_files(), Vec::<String>::new());
+    for digest in d.values() {
+        assert_eq!(manifest_status(&reg.host, "acme/web", digest), 200);
+    }
+}
+
+#[test]
+fn a_policy_workspace_without_inventory_ends_the_play_first() {
+    let (reg, server) = registry();
+    push_images(&reg.host);
+    let w = Workdir::new("workspaces: [dev, prod, staging]\n");
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("names workspaces staging without hosts in the inventories given"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(server.requests().len(), 0);
+    assert_eq!(w.state_files(), Vec::<String>::new());
+}
+
+#[test]
+fn the_playbook_gathers_the_state_then_plans_and_applies() {
+    let (reg, server) = registry();
+    let d = push_images(&reg.host);
+    let w = Workdir::new(POLICY);
+    let image = format!("{}/acme/web", server.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    // web1 ran v1, then v2, now v3: protect_history 2 keeps v3 and v2.
+    w.deploy("web1", "dev", &image, &[&d["v1"], &d["v2"], &d["v3"]]);
+    w.deploy("web2", "prod", &image, &[&d["v3"]]);
+
+    // Dry run: state written, plan printed, nothing deleted.
+    let o = w.playbook(&["dev", "prod"], &json!({"cleanup_registry": server.host}));
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("total: 2 digests to delete, 2 kept"), "{out}");
+    assert!(out.contains("dry run: nothing deleted"), "{out}");
+    assert!(!server.requests().iter().any(|r| r.method == "DELETE"));
+    assert_eq!(w.state_files(), ["dev", "prod"]);
+    let dev: Value = serde_json::from_str(&read(&w.path().join("state/dev/deploy-state.json"))).unwrap();
+    assert_eq!(dev["workspace"], "dev");
+    assert_eq!(dev["hosts"], json!(["web1"]));
+    assert_eq!(dev["records"][0]["host"], "web1");
+    assert_eq!(dev["records"][0]["digest"], d["v3"].to_string());
+    assert_eq!(dev["records"][0]["image"], image);
+    for digest in d.values() {
+        assert_eq!(manifest_status(&reg.host, "acme/web", digest), 200);
+    }
+
+    // Apply.
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("result: 2 digests deleted, 0 already gone, 0 skipped, 0 failed"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("changed=1"), "{}", text(&o));
+    let status: BTreeMap<&str, u16> = d
+        .iter()
+        .map(|(t, digest)| (*t, manifest_status(&reg.host, "acme/web", digest)))
+        .collect();
+    assert_eq!(
+        status,
+        BTreeMap::from([("v1", 404), ("v2", 200), ("v3", 200), ("v4", 404)])
+    );
+}
+
+/// A registry run by a shell loop that starts it again whenever it exits,
+/// so that the playbook can restart it with a command (there is no systemd
+/// here). Each start appends whether the config is read-only to `starts`.
+struct Supervised {
+    host: String,
+    dir: tempfile::TempDir,
+    loop_: Child,
+}
+
+impl Supervised {
+    fn start() -> Supervised {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
+                 rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let script = format!(
+            "cd {d}; while [ ! -e stop ]; do \
+               if grep -q readonly config.yml; then echo readonly >> starts; else echo writable >> starts; fi; \
+               {bin} serve config.yml >> registry.log 2>&1 & echo $! > pid; wait $!; done",
+            d = dir.path().display(),
+            bin = registry_binary().display()
+        );
+        let loop_ = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            // The shell's "Terminated" notes on each restart.
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Supervised { host, dir, loop_ };
+        s.wait_up();
+        s
+    }
+
+    fn wait_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(&self.host).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "the supervised registry did not start: {}",
+            read(&self.dir.path().join("registry.log"))
+        );
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("config.yml")
+    }
+
+    fn storage_bytes(&self) -> u64 {
+        fn walk(p: &Path) -> u64 {
+            let Ok(rd) = fs::read_dir(p) else { return 0 };
+            rd.flatten()
+                .map(|e| {
+                    let m = e.metadata().unwrap();
+                    if m.is_dir() { walk(&e.path()) } else { m.len() }
+                })
+                .sum()
+        }
+        walk(&self.dir.path().join("data"))
+    }
+
+    /// Kills the registry and waits until it is gone; the loop starts it again.
+    fn restart_command(&self) -> Vec<String> {
+        let pid = self.dir.path().join("pid");
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!(
+                "p=$(cat {}); kill $p; while kill -0 $p 2>/dev/null; do sleep 0.1; done",
+                pid.display()
+            ),
+        ]
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        let _ = fs::write(self.dir.path().join("stop"), "");
+        if let Ok(pid) = fs::read_to_string(self.dir.path().join("pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = self.loop_.kill();
+        let _ = self.loop_.wait();
+    }
+}
+
+#[test]
+fn garbage_collection_runs_read_only_and_restores_the_registry() {
+    let reg = Supervised::start();
+    let d = push_images(&reg.host);
+    let w = Workdir::new(POLICY);
+    let image = format!("{}/acme/web", reg.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    w.deploy("web1", "dev", &image, &[&d["v3"]]);
+    w.deploy("web2", "prod", &image, &[&d["v4"]]);
+    let config_before = read(&reg.config());
+    let storage_before = reg.storage_bytes();
+
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
+                "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
+                "cleanup_registry_config": reg.config(),
+                "cleanup_registry_command": [registry_binary()],
+                "cleanup_registry_restart_command": reg.restart_command()}),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("result: 2 digests deleted"), "{out}");
+    assert!(out.contains("blobs marked, "), "{out}");
+    assert_eq!(
+        read(&reg.dir.path().join("starts")),
+        "writable\nreadonly\nwritable\n",
+        "collected while read-only, then restored"
+    );
+    assert_eq!(
+        read(&reg.config()),
+        config_before,
+        "the configuration is restored byte for byte"
+    );
+    assert!(reg.storage_bytes() < storage_before, "the collection reclaimed storage");
+    assert_eq!(manifest_status(&reg.host, "acme/web", &d["v1"]), 404);
+    for t in ["v3", "v4"] {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Command::new(skopeo())
+            .args(["copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/acme/web:{t}", reg.host))
+            .arg(format!("dir:{}", dir.path().join("x").display()))
+            .output()
+            .unwrap();
+        assert!(c.status.success(), "{t}: {}", String::from_utf8_lossy(&c.stderr));
+    }
+    // Writable again.
+    push(
+        &format!("{}/acme/web:v5", reg.host),
+        &labelled(&revision("v500000"), "v5", "2025-01-05T00:00:00Z"),
+    );
+}
