@@ -1,0 +1,341 @@
+#!/usr/bin/env bash
+# End-to-end tests of the deploy flow: real `task`, real `ansible-playbook`
+# (from .venv/), a real docker-registry started by scripts/registry on a free
+# loopback port with a temporary data directory, and images pushed with
+# skopeo (scripts/push-sample). Workspaces are temporary inventories of two
+# hosts on this machine (connection local), each with its own root.
+#
+#   tests/deploy_flow/run.sh            builds once (task build), then runs every case
+#   SKIP_BUILD=1 tests/deploy_flow/run.sh   uses bin/ and library/ as they are
+#   KEEP=1 ...                          keeps the temporary directory
+#
+# Prints one line per check and ends with `N passed, M failed`; exits
+# non-zero if any check failed or a dependency is missing.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+
+# --- dependencies: missing ones fail with what to install, never a skip ----
+missing=()
+for tool in .venv/bin/task .venv/bin/ansible-playbook .venv/bin/ansible-lint .venv/bin/yamllint .venv/bin/python; do
+    [ -x "$tool" ] || missing+=("$tool (run scripts/setup)")
+done
+for tool in docker-registry skopeo cargo; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool (run scripts/setup, or apt-get install $tool; cargo: rustup)")
+done
+if ((${#missing[@]})); then
+    printf 'deploy_flow: error: missing dependency: %s\n' "${missing[@]}" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+task=$root/.venv/bin/task
+py=$root/.venv/bin/python
+tmp=$(mktemp -d /tmp/deploy_flow.XXXXXX)
+port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+closed_port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+
+export REGISTRY_ADDR=127.0.0.1:$port REGISTRY_DIR=$tmp/registry
+export REGISTRY=$REGISTRY_ADDR INVENTORY_DIR=$tmp/inventories STATE_DIR=$tmp/state
+export ORG=acme DEPLOYED_BY='tester@deploy-flow' WORKSPACES=test
+export ANSIBLE_NOCOLOR=1 NO_COLOR=1
+unset APP BIN_DIR
+repo=acme/web
+image=$REGISTRY/$repo
+
+cleanup() {
+    scripts/registry stop >/dev/null 2>&1 || true
+    if [ -n "${KEEP:-}" ]; then echo "deploy_flow: kept $tmp" >&2; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+
+passed=0 failed=0 n=0
+log=""
+pass() { passed=$((passed + 1)); echo "ok      $*"; }
+fail() { failed=$((failed + 1)); echo "FAILED  $*"; [ -n "$log" ] && [ -f "$log" ] && tail -n 25 "$log" | sed 's/^/    | /'; }
+check() { # check DESCRIPTION COMMAND...
+    local what=$1; shift
+    if "$@"; then pass "$what"; else fail "$what"; fi
+}
+# run NAME CMD...: runs CMD with its output in $tmp/logs/NN-NAME.log; sets $rc and $log.
+run() {
+    local name=$1; shift
+    n=$((n + 1))
+    log=$(printf '%s/logs/%02d-%s.log' "$tmp" "$n" "$name")
+    "$@" >"$log" 2>&1
+    rc=$?
+}
+in_log() { grep -qF -- "$1" "$log"; }
+# field FILE KEY: a top-level string value of a YAML file.
+field() { "$py" -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); v = d.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2"; }
+history_digests() { "$py" -c 'import sys, yaml; print(" ".join(r["digest"] for r in yaml.safe_load(open(sys.argv[1])) or []))' "$1"; }
+app_dir() { echo "$tmp/hosts/$1/opt/acme/web"; }
+info() { echo "$(app_dir "$1")/deploy-info.yml"; }
+both_digest() { [ "$(field "$(info test-web1)" digest)" = "$1" ] && [ "$(field "$(info test-web2)" digest)" = "$1" ]; }
+snapshot() { mkdir -p "$tmp/snap"; for h in test-web1 test-web2; do cp "$(app_dir $h)"/deploy-info.yml "$(app_dir $h)"/deploy-history.yml "$tmp/snap/" 2>/dev/null; cp "$(app_dir $h)/deploy-info.yml" "$tmp/snap/$h.info"; cp "$(app_dir $h)/deploy-history.yml" "$tmp/snap/$h.history"; done; }
+unchanged() { for h in test-web1 test-web2; do cmp -s "$tmp/snap/$h.info" "$(app_dir $h)/deploy-info.yml" && cmp -s "$tmp/snap/$h.history" "$(app_dir $h)/deploy-history.yml" || return 1; done; }
+no_change_recap() { grep -Eq '^test-web1 +: .* changed=0 ' "$log" && grep -Eq '^test-web2 +: .* changed=0 ' "$log"; }
+override() { printf -- '---\n%s\n' "$1" >"$tmp/inventories/test/group_vars/test/override.yml"; }
+no_override() { rm -f "$tmp/inventories/test/group_vars/test/override.yml"; }
+mkdir -p "$tmp/logs"
+
+# --- the test workspace: two hosts on this machine ------------------------
+mkdir -p "$tmp/inventories/test/group_vars/test"
+cat >"$tmp/inventories/test/hosts.yml" <<'EOF'
+---
+test:
+  hosts:
+    test-web1:
+    test-web2:
+EOF
+cat >"$tmp/inventories/test/group_vars/test/main.yml" <<EOF
+---
+ansible_connection: local
+ansible_python_interpreter: "{{ ansible_playbook_python }}"
+deploy_app_root: "$tmp/hosts/{{ inventory_hostname }}/opt"
+deploy_app_runtime: command
+deploy_app_command: [sh, -c, 'printf "%s\n" "\$IMAGE" > running-image; echo "\$TAG \$DIGEST" >> runs.log']
+deploy_app_healthcheck_command: [sh, -c, 'grep -qxF "\$IMAGE" running-image']
+deploy_app_healthcheck_retries: 2
+deploy_app_healthcheck_delay: 0
+EOF
+
+# --- build once, start the registry, push three versions --------------------
+if [ "${SKIP_BUILD:-}" != 1 ]; then
+    echo "deploy_flow: task build (once)" >&2
+    run build "$task" build
+    if [ "$rc" -ne 0 ]; then fail "task build"; echo "$passed passed, $failed failed"; exit 1; fi
+fi
+export SKIP_BUILD=1
+
+run registry-start scripts/registry start
+check "scripts/registry starts a registry on $REGISTRY_ADDR" [ "$rc" -eq 0 ]
+run registry-reuse scripts/registry start
+check "scripts/registry start reuses the running registry" in_log "reusing the registry"
+
+desc1='first "quoted" deploy: $HOME `id` ünïcode & spaces'
+declare -a tags digests
+i=0
+for d in "$desc1" "second version" "third, it's the newest"; do
+    i=$((i + 1))
+    revision=$(printf 'web %s' "$i" | sha1sum | cut -c1-40)
+    tags[i]=${revision:0:7}
+    digests[i]=$(scripts/push-sample "$image:${tags[i]}" \
+        --label "org.opencontainers.image.revision=$revision" \
+        --label "org.opencontainers.image.description=$d" \
+        --label "org.opencontainers.image.created=2026-01-2${i}T01:00:00Z" \
+        --label "org.opencontainers.image.source=https://git.example.com/acme/web") || true
+done
+check "three sample versions pushed" [ -n "${digests[1]}" ] && [ -n "${digests[3]}" ]
+again=$(scripts/push-sample "$image:${tags[1]}" \
+    --label "org.opencontainers.image.revision=$(printf 'web 1' | sha1sum | cut -c1-40)" \
+    --label "org.opencontainers.image.description=$desc1" \
+    --label "org.opencontainers.image.created=2026-01-21T01:00:00Z" \
+    --label "org.opencontainers.image.source=https://git.example.com/acme/web")
+check "pushing the same sample again gives the same digest" [ "$again" = "${digests[1]}" ]
+T1=${tags[1]} T2=${tags[2]} T3=${tags[3]} D1=${digests[1]} D2=${digests[2]} D3=${digests[3]}
+
+# --- lint ----------------------------------------------------------------
+run yamllint .venv/bin/yamllint --strict .yamllint Taskfile.yml roles playbooks inventories
+check "yamllint --strict passes on roles, playbooks, inventories and Taskfile.yml" [ "$rc" -eq 0 ]
+run ansible-lint .venv/bin/ansible-lint --profile production roles playbooks inventories
+check "ansible-lint --profile production passes on roles, playbooks and inventories" [ "$rc" -eq 0 ]
+
+# --- usage and dependency errors ---------------------------------------------
+run usage "$task" deploy -- test
+check "task deploy without a target fails with its usage" [ "$rc" -ne 0 ] && in_log "usage: task deploy -- WS REPO"
+run no-ws "$task" deploy -- nowhere "$repo" "$T1"
+check "task deploy to an unknown workspace names the missing inventory" [ "$rc" -ne 0 ] && in_log 'no workspace "nowhere"'
+run no-venv env VENV=/nonexistent "$task" deploy:apply -- test /dev/null
+check "a missing ansible-playbook fails saying to run scripts/setup" [ "$rc" -ne 0 ] && in_log "run scripts/setup"
+
+# --- deploy by tag, idempotent redeploy --------------------------------------
+run deploy-tag "$task" deploy -- test "$repo" "$T1"
+check "deploy by tag succeeds" [ "$rc" -eq 0 ]
+check "deploy by tag records the digest on both hosts" both_digest "$D1"
+check "deploy by tag records the tag" [ "$(field "$(info test-web1)" tag)" = "$T1" ]
+check "a description with quotes, \$, backticks and unicode arrives intact" [ "$(field "$(info test-web2)" description)" = "$desc1" ]
+check "deploy-info records workspace, image, deployed_by and revision" \
+    [ "$(field "$(info test-web1)" workspace)" = test ] && [ "$(field "$(info test-web1)" image)" = "$image" ] \
+    && [ "$(field "$(info test-web1)" deployed_by)" = "$DEPLOYED_BY" ] \
+    && [ "$(field "$(info test-web1)" revision)" = "$(printf 'web 1' | sha1sum | cut -c1-40)" ]
+check "the compose environment has IMAGE=<image>@<digest>" grep -qxF "IMAGE=$image@$D1" "$(app_dir test-web1)/.env"
+check "the runtime ran with IMAGE in its environment" grep -qxF "$image@$D1" "$(app_dir test-web2)/running-image"
+check "the facts file is resolve_digest's JSON in STATE_DIR/WS/facts.json" \
+    "$py" -c 'import json,sys; f=json.load(open(sys.argv[1])); assert f["digest"]==sys.argv[2] and f["workspace"]=="test", f' "$tmp/state/test/facts.json" "$D1"
+
+snapshot
+runs_before=$(wc -l <"$(app_dir test-web1)/runs.log")
+run redeploy "$task" deploy -- test "$repo" "$T1"
+check "redeploy of the same digest succeeds" [ "$rc" -eq 0 ]
+check "redeploy of the same digest reports no change (changed=0 on both hosts)" no_change_recap
+check "redeploy leaves deploy-info.yml and deploy-history.yml byte-identical" unchanged
+check "redeploy does not run the runtime again" [ "$(wc -l <"$(app_dir test-web1)/runs.log")" -eq "$runs_before" ]
+
+# --- deploy by digest, by tag@digest, a mismatching tag@digest ----------------
+run deploy-digest "$task" deploy -- test "$repo" "$D2"
+check "deploy by digest succeeds and records it" [ "$rc" -eq 0 ] && both_digest "$D2"
+check "deploy by digest records the tag that points to it" [ "$(field "$(info test-web1)" tag)" = "$T2" ]
+run deploy-both "$task" deploy -- test "$repo" "$T3@$D3"
+check "deploy by tag@digest succeeds and records it" [ "$rc" -eq 0 ] && both_digest "$D3" && [ "$(field "$(info test-web2)" tag)" = "$T3" ]
+snapshot
+run deploy-mismatch "$task" deploy -- test "$repo" "$T3@$D1"
+check "deploy of a tag@digest that disagree fails before the playbook" [ "$rc" -ne 0 ] && ! in_log "PLAY RECAP"
+check "a failed resolve leaves deploy-info unchanged" unchanged
+run deploy-missing "$task" deploy -- test "$repo" nosuchtag
+check "deploy of a tag that does not exist fails and changes nothing" [ "$rc" -ne 0 ] && unchanged
+
+# --- check mode passes through to ansible-playbook ----------------------------
+run check-mode "$task" deploy -- test "$repo" "$T1" --check
+check "deploy with --check succeeds and writes nothing" [ "$rc" -eq 0 ] && unchanged
+
+# --- rollback ------------------------------------------------------------------
+run rollback-tag "$task" rollback -- test "$repo" "$T1"
+check "rollback to a tag deploys it" [ "$rc" -eq 0 ] && both_digest "$D1"
+run rollback-digest "$task" rollback -- test "$repo" "$D3"
+check "rollback to a digest deploys it" [ "$rc" -eq 0 ] && both_digest "$D3" && [ "$(field "$(info test-web1)" tag)" = "$T3" ]
+# History now: D1 D2 D3 D1 D3 -> the previous distinct digest is D1.
+run rollback-previous "$task" rollback -- test "$repo"
+check "rollback without a target deploys the previous distinct digest" [ "$rc" -eq 0 ] && both_digest "$D1"
+check "rollback without a target collected the deploy state first" [ -f "$tmp/state/test/deploy-state.json" ]
+run rollback-again "$task" rollback -- test "$repo"
+check "a second rollback without a target goes back to the digest before that" [ "$rc" -eq 0 ] && both_digest "$D3"
+check "history keeps every successful deploy, oldest first" \
+    [ "$(history_digests "$(app_dir test-web1)/deploy-history.yml")" = "$D1 $D2 $D3 $D1 $D3 $D1 $D3" ]
+
+# --- failures leave deploy-info untouched ---------------------------------------
+snapshot
+env_before=$(cat "$(app_dir test-web1)/.env")
+override "deploy_app_command: [sh, -c, 'echo runtime-exploded >&2; exit 3']"
+run fail-runtime "$task" deploy -- test "$repo" "$T2"
+check "a failing runtime fails the deploy with its reason" [ "$rc" -ne 0 ] && in_log "runtime-exploded" && in_log "are unchanged"
+check "a failing runtime leaves deploy-info.yml and its history byte-identical" unchanged
+
+override "deploy_app_healthcheck_command: [sh, -c, 'echo not-healthy >&2; exit 1']"
+run fail-health-cmd "$task" deploy -- test "$repo" "$T2"
+check "a failing health check command fails the deploy" [ "$rc" -ne 0 ] && in_log "not-healthy"
+check "a failing health check command leaves deploy-info byte-identical" unchanged
+
+override "deploy_app_healthcheck_url: http://127.0.0.1:$closed_port/healthz"
+run fail-health-url "$task" deploy -- test "$repo" "$T2"
+check "a health check URL that never answers fails the deploy" [ "$rc" -ne 0 ] && in_log "Wait until the health check URL answers"
+check "a failing health check URL leaves deploy-info byte-identical" unchanged
+
+# Restore the running image (the failed attempts left T2 in .env), then check arch.
+no_override
+run restore "$task" deploy -- test "$repo" "$T3"
+snapshot
+env_before=$(cat "$(app_dir test-web1)/.env")
+override "deploy_app_module_arch: aarch64"
+run arch "$task" deploy -- test "$repo" "$T2"
+check "an architecture mismatch fails with a clear message" [ "$rc" -ne 0 ] && in_log "architecture mismatch" && in_log "built for aarch64"
+check "an architecture mismatch changes nothing on the host" unchanged && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]
+no_override
+
+# --- the deploy playbook makes no registry request ------------------------------
+run resolve "$task" resolve -- test "$repo" "$T2"
+check "task resolve writes the facts" [ "$rc" -eq 0 ] && grep -qF "$D2" "$tmp/state/test/facts.json"
+run registry-stop scripts/registry stop
+run registry-down scripts/registry status
+check "the registry is stopped" [ "$rc" -eq 3 ]
+run apply-offline "$task" deploy:apply -- test
+check "the deploy playbook succeeds with the registry stopped" [ "$rc" -eq 0 ] && both_digest "$D2"
+run registry-restart scripts/registry start
+check "the registry starts again on the same data" [ "$rc" -eq 0 ]
+
+# --- collect: the deploy state file -------------------------------------------------
+run collect "$task" collect -- test
+check "task collect succeeds" [ "$rc" -eq 0 ]
+check "the deploy state file has both hosts, their records with host, path and history" \
+    "$py" - "$tmp/state/test/deploy-state.json" "$D2" "$image" <<'EOF'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert s["workspace"] == "test", s["workspace"]
+assert sorted(s["hosts"]) == ["test-web1", "test-web2"], s["hosts"]
+assert s["collected_at"].endswith("Z"), s["collected_at"]
+recs = s["records"]
+assert sorted(r["host"] for r in recs) == ["test-web1", "test-web2"], recs
+for r in recs:
+    assert r["digest"] == sys.argv[2] and r["image"] == sys.argv[3], r
+    assert r["path"].endswith("/acme/web/deploy-info.yml"), r["path"]
+    assert len(r["history"]) >= 2, r["history"]
+EOF
+
+run overview "$task" images:overview -- test "$repo"
+check "task images:overview marks the deployed tag with →" [ "$rc" -eq 0 ] && grep -Eq "^→ +$T2 " "$log"
+
+# A workspace with one host that cannot be reached: nothing is written.
+mkdir -p "$tmp/inventories/broken/group_vars"
+cat >"$tmp/inventories/broken/hosts.yml" <<EOF
+---
+broken:
+  hosts:
+    broken-ok:
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+      deploy_app_root: "$tmp/hosts/test-web1/opt"
+    broken-down:
+      ansible_connection: ssh
+      ansible_host: 127.0.0.1
+      ansible_port: $closed_port
+      ansible_ssh_common_args: -o ConnectTimeout=3 -o StrictHostKeyChecking=no -o BatchMode=yes
+EOF
+mkdir -p "$tmp/state/broken"
+echo sentinel >"$tmp/state/broken/deploy-state.json"
+run collect-unreachable "$task" collect -- broken
+check "collect with an unreachable host fails" [ "$rc" -ne 0 ]
+check "collect with an unreachable host leaves the previous state file as it was" [ "$(cat "$tmp/state/broken/deploy-state.json")" = sentinel ]
+
+# A deploy-info file that does not parse: strict collection fails, nothing is written.
+mkdir -p "$tmp/hosts/corrupt/opt/acme/web"
+printf 'app: [unclosed\n' >"$tmp/hosts/corrupt/opt/acme/web/deploy-info.yml"
+mkdir -p "$tmp/inventories/corrupt"
+cat >"$tmp/inventories/corrupt/hosts.yml" <<EOF
+---
+corrupt:
+  hosts:
+    corrupt-web1:
+      ansible_connection: local
+      ansible_python_interpreter: "{{ ansible_playbook_python }}"
+      deploy_app_root: "$tmp/hosts/corrupt/opt"
+EOF
+run collect-corrupt "$task" collect -- corrupt
+check "collect with an unreadable deploy-info fails naming the file" [ "$rc" -ne 0 ] && in_log "corrupt/opt/acme/web/deploy-info.yml"
+check "collect with an unreadable deploy-info writes no state file" [ ! -e "$tmp/state/corrupt/deploy-state.json" ]
+
+run cleanup-unreachable env WORKSPACES="test broken" "$task" cleanup
+check "cleanup with an unreachable host aborts before planning anything" [ "$rc" -ne 0 ] && in_log "broken-down"
+
+# --- the compose runtime, with a stand-in for `docker compose` ------------------------
+cat >"$tmp/fake-docker" <<'EOF'
+#!/bin/sh
+# Stand-in for `docker compose`: records its argv and the IMAGE it was given,
+# says what compose says: Started the first time for an image, Running after.
+printf '%s\n' "$*" >>compose-calls.log
+image=$(sed -n 's/^IMAGE=//p' .env)
+if [ "$(cat compose-image 2>/dev/null)" = "$image" ]; then
+    echo " Container web-1  Running" >&2
+else
+    printf '%s\n' "$image" >compose-image
+    echo " Container web-1  Recreated" >&2
+    echo " Container web-1  Started" >&2
+fi
+EOF
+chmod +x "$tmp/fake-docker"
+printf 'services:\n  web:\n    image: ${IMAGE}\n' >"$tmp/compose.yml"
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_compose_src: $tmp/compose.yml
+deploy_app_healthcheck_command: []"
+run compose "$task" deploy -- test "$repo" "$T1"
+check "the compose runtime deploys and records" [ "$rc" -eq 0 ] && both_digest "$D1"
+check "the compose runtime runs 'compose --file compose.yml --env-file .env up --detach --wait'" \
+    grep -qF "compose --file compose.yml --env-file $(app_dir test-web1)/.env up --detach --wait --wait-timeout 120 --remove-orphans" "$(app_dir test-web1)/compose-calls.log"
+check "the compose file is copied into the app directory" cmp -s "$tmp/compose.yml" "$(app_dir test-web2)/compose.yml"
+run compose-again "$task" deploy -- test "$repo" "$T1"
+check "a compose redeploy of the same digest reports no change" [ "$rc" -eq 0 ] && no_change_recap
+no_override
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
