@@ -61,7 +61,10 @@ impl RegistryArgs {
     }
 }
 
-/// `60`, `60s`, `500ms`, `2m`.
+/// The longest `--timeout` accepted: one day per operation.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `60`, `60s`, `500ms`, `2m`; more than zero and at most [`MAX_TIMEOUT`].
 pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s
@@ -73,11 +76,14 @@ pub fn parse_timeout(s: &str) -> Result<Duration, String> {
     let d = match unit {
         "" | "s" => Duration::from_secs(n),
         "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n * 60),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
         _ => return Err(format!("`{s}` is not a duration such as 30, 30s, 500ms or 2m")),
     };
     if d.is_zero() {
         return Err("the timeout must be more than zero".into());
+    }
+    if d > MAX_TIMEOUT {
+        return Err(format!("`{s}` is longer than the longest timeout, 1 day (86400 s)"));
     }
     Ok(d)
 }
@@ -198,5 +204,12 @@ mod tests {
         assert!(parse_timeout("0").is_err());
         assert!(parse_timeout("soon").is_err());
         assert!(parse_timeout("5h").is_err());
+        // Found by tests/test_faults.rs: these panicked (overflow) instead of
+        // being refused as usage errors.
+        assert_eq!(parse_timeout("86400").unwrap(), MAX_TIMEOUT);
+        for huge in ["86401", "1441m", "18446744073709551615", "307445734561825861m"] {
+            let e = parse_timeout(huge).unwrap_err();
+            assert!(e.contains("longer than the longest timeout"), "{huge}: {e}");
+        }
     }
 }
