@@ -407,21 +407,23 @@ pub async fn recheck_repository(
     }
 
     let first = rp.recheck(&current, &new_children);
+    let untagged = first.skipped.iter().filter(
+        |s| matches!(&s.reason, SkipReason::TagsChanged { planned, now } if !planned.is_empty() && now.is_empty()),
+    );
+    let mut heads = futures::stream::iter(untagged)
+        .map(|s| async move { (s, client.manifest_head(repo, &s.digest.to_string()).await) })
+        .buffer_unordered(concurrency);
     let mut gone = HashSet::new();
-    for s in &first.skipped {
-        if let SkipReason::TagsChanged { planned, now } = &s.reason
-            && !planned.is_empty()
-            && now.is_empty()
-        {
-            match client.manifest_head(repo, &s.digest.to_string()).await {
-                Err(RegistryError::NotFound { .. }) => {
-                    gone.insert(s.digest.clone());
-                }
-                Ok(_) => {}
-                Err(e) => return Err(e),
+    while let Some((s, head)) = heads.next().await {
+        match head {
+            Err(RegistryError::NotFound { .. }) => {
+                gone.insert(s.digest.clone());
             }
+            Ok(_) => {}
+            Err(e) => return Err(e),
         }
     }
+    drop(heads);
     if gone.is_empty() {
         return Ok((first, gone));
     }
