@@ -119,8 +119,9 @@ impl TokenCache {
     }
 
     pub fn insert(&mut self, registry: &str, scope: &str, token: crate::credentials::Secret, expires_in: Option<u64>) {
-        // Distribution's default lifetime is 60 s; renew a little early.
-        let secs = expires_in.unwrap_or(60).max(10);
+        // Distribution's default lifetime is 60 s; renew a little early. The
+        // lifetime comes from the token server: at most a day is believed.
+        let secs = expires_in.unwrap_or(60).clamp(10, 86_400);
         let until = Instant::now() + Duration::from_secs(secs * 9 / 10);
         self.tokens
             .insert((registry.to_string(), scope.to_string()), (token, until));
@@ -155,5 +156,17 @@ mod tests {
         );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
+    }
+
+    #[test]
+    fn absurd_token_lifetimes_are_clamped() {
+        // Found by tests/test_secrets.rs (absurd_token_lifetimes_never_panic):
+        // `expires_in: 18446744073709551615` overflowed and panicked.
+        let mut c = TokenCache::default();
+        let t = crate::credentials::Secret::new("t");
+        for expires_in in [u64::MAX, u64::MAX / 9 + 1, 0] {
+            c.insert("r", "s", t.clone(), Some(expires_in));
+            assert_eq!(c.get("r", "s"), Some(t.clone()), "{expires_in}");
+        }
     }
 }
