@@ -127,6 +127,11 @@ impl TokenCache {
             .insert((registry.to_string(), scope.to_string()), (token, until));
     }
 
+    /// Every token held, expired or not (for redaction).
+    pub fn secrets(&self) -> impl Iterator<Item = &crate::credentials::Secret> {
+        self.tokens.values().map(|(t, _)| t)
+    }
+
     pub fn remove(&mut self, registry: &str, scope: &str) {
         self.tokens.remove(&(registry.to_string(), scope.to_string()));
     }

@@ -330,7 +330,7 @@ impl Client {
                 registry: repo.registry.clone(),
                 operation: format!("deleting `{}@{}`", repo.name(), reference),
                 status: ans.status.as_u16(),
-                detail: body.summary(),
+                detail: self.redact(body.summary()),
             });
         }
         let what = || manifest_what(repo, reference);
@@ -543,8 +543,45 @@ impl Client {
         RegistryError::Invalid {
             registry: registry.into(),
             what: what.into(),
-            detail: detail.to_string(),
+            detail: self.redact(Some(detail.to_string())).unwrap_or_default(),
         }
+    }
+
+    /// `text` with every secret this client holds replaced by `<redacted>`:
+    /// passwords, their `Authorization: Basic` forms, identity and bearer
+    /// tokens. Text from a registry goes through here before it can reach
+    /// an error message, because a registry or proxy may echo the request's
+    /// headers in its error bodies.
+    fn redact(&self, text: Option<String>) -> Option<String> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        let mut text = text?;
+        let mut secrets: Vec<String> = Vec::new();
+        for c in self.credentials.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            match c {
+                Credential::Basic { username, password } => {
+                    let raw = format!("{username}:{}", password.expose());
+                    for engine in [&STANDARD, &URL_SAFE] {
+                        let encoded = engine.encode(&raw);
+                        secrets.push(encoded.trim_end_matches('=').to_string());
+                        secrets.push(encoded);
+                    }
+                    secrets.push(password.expose().to_string());
+                }
+                Credential::IdentityToken(t) => secrets.push(t.expose().to_string()),
+                Credential::Anonymous => {}
+            }
+        }
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        secrets.extend(tokens.secrets().map(|t| t.expose().to_string()));
+        // Longest first, so an encoded form goes before a secret inside it.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), "<redacted>");
+            }
+        }
+        Some(text)
     }
 
     fn check_status(
@@ -560,7 +597,7 @@ impl Client {
             return Ok(());
         }
         let body = ErrorBody::parse(&ans.body);
-        let detail = body.summary();
+        let detail = self.redact(body.summary());
         Err(match ans.status {
             StatusCode::NOT_FOUND => {
                 let what = if body.has_code("NAME_UNKNOWN") {
@@ -792,7 +829,7 @@ impl Client {
                 registry: registry.into(),
                 action: format!("a token for `{scope}`"),
                 status: ans.status.as_u16(),
-                detail: ErrorBody::parse(&ans.body).summary(),
+                detail: self.redact(ErrorBody::parse(&ans.body).summary()),
             });
         }
         let tr: TokenResponse =
@@ -876,8 +913,8 @@ impl Client {
                             status: s,
                             method: method.to_string(),
                             path: path_for_msg().replace(&self.base_url(registry), ""),
-                            detail: ErrorBody::parse(&ans.body)
-                                .summary()
+                            detail: self
+                                .redact(ErrorBody::parse(&ans.body).summary())
                                 .map(|d| {
                                     format!(
                                         "{d} (gave up after {attempt} attempts within {} s)",
@@ -1055,6 +1092,38 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn echoed_secrets_are_redacted() {
+        // Found by tests/test_secrets.rs: a registry answering 400 with
+        // `cannot handle Authorization: Basic <base64>` put the credentials
+        // on stderr.
+        let client = Client::new(ClientOptions {
+            cache_dir: None,
+            lookup_env: LookupEnv::default(),
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        client.credentials.lock().unwrap().insert(
+            "r".into(),
+            Credential::Basic {
+                username: "tester".into(),
+                password: Secret::new("s3cr3t-Pa55word"),
+            },
+        );
+        client
+            .tokens
+            .lock()
+            .unwrap()
+            .insert("r", "s", Secret::new("bearer-t0ken"), None);
+        let echoed = "Basic dGVzdGVyOnMzY3IzdC1QYTU1d29yZA== and dGVzdGVyOnMzY3IzdC1QYTU1d29yZA, \
+                      s3cr3t-Pa55word, Bearer bearer-t0ken";
+        assert_eq!(
+            client.redact(Some(echoed.into())).unwrap(),
+            "Basic <redacted> and <redacted>, <redacted>, Bearer <redacted>"
+        );
+        assert_eq!(client.redact(None), None);
     }
 
     #[test]
