@@ -12,6 +12,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 
@@ -87,6 +88,16 @@ pub enum CredentialError {
         file: PathBuf,
         reason: String,
     },
+    #[error(
+        "credential helper `docker-credential-{helper}` did not answer within {} s for `{registry}` \
+         (configured in `{}`)", .waited.as_secs_f32().ceil(), .file.display()
+    )]
+    HelperTimeout {
+        helper: String,
+        registry: String,
+        file: PathBuf,
+        waited: Duration,
+    },
     #[error("REGISTRY_USERNAME is set but REGISTRY_PASSWORD is not (or the other way round)")]
     HalfEnvironment,
 }
@@ -100,6 +111,10 @@ pub struct LookupEnv {
     pub xdg_runtime_dir: Option<PathBuf>,
     pub docker_config: Option<PathBuf>,
     pub home: Option<PathBuf>,
+    /// How long a credential helper may take to answer; `None` (the
+    /// default) waits as long as it takes. The registry client sets its
+    /// `--timeout` here, so a helper that hangs cannot hang the run.
+    pub helper_timeout: Option<Duration>,
 }
 
 impl LookupEnv {
@@ -114,6 +129,7 @@ impl LookupEnv {
             xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
             docker_config: path("DOCKER_CONFIG"),
             home: path("HOME"),
+            helper_timeout: None,
         }
     }
 
@@ -151,7 +167,7 @@ pub fn lookup(registry: &str, env: &LookupEnv) -> Result<(Credential, Credential
         _ => return Err(CredentialError::HalfEnvironment),
     }
     for file in env.files() {
-        if let Some(cred) = from_file(&file, registry)? {
+        if let Some(cred) = from_file(&file, registry, env.helper_timeout)? {
             return Ok((cred, CredentialSource::File(file)));
         }
     }
@@ -172,7 +188,36 @@ fn server_keys(registry: &str) -> Vec<String> {
     keys
 }
 
-fn from_file(file: &Path, registry: &str) -> Result<Option<Credential>, CredentialError> {
+/// The helper an auth file names for `key` (`credHelpers`, else `credsStore`).
+fn helper_for(bytes: &[u8], key: &str) -> String {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    v["credHelpers"][key]
+        .as_str()
+        .or(v["credsStore"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// `docker_credential`'s lookup of `key` in an auth file, which may run a
+/// helper program; given up on after `timeout` (the helper is left to
+/// finish on its own).
+fn get_credential(
+    bytes: &[u8],
+    key: &str,
+    timeout: Option<Duration>,
+) -> Option<Result<DockerCredential, CredentialRetrievalError>> {
+    let Some(timeout) = timeout else {
+        return Some(docker_credential::get_credential_from_reader(bytes, key));
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (b, k) = (bytes.to_vec(), key.to_string());
+    std::thread::spawn(move || {
+        let _ = tx.send(docker_credential::get_credential_from_reader(b.as_slice(), &k));
+    });
+    rx.recv_timeout(timeout).ok()
+}
+
+fn from_file(file: &Path, registry: &str, timeout: Option<Duration>) -> Result<Option<Credential>, CredentialError> {
     let bytes = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -185,7 +230,15 @@ fn from_file(file: &Path, registry: &str) -> Result<Option<Credential>, Credenti
         }
     };
     for key in server_keys(registry) {
-        match docker_credential::get_credential_from_reader(bytes.as_slice(), &key) {
+        let Some(found) = get_credential(&bytes, &key, timeout) else {
+            return Err(CredentialError::HelperTimeout {
+                helper: helper_for(&bytes, &key),
+                registry: registry.into(),
+                file: file.into(),
+                waited: timeout.unwrap_or_default(),
+            });
+        };
+        match found {
             Ok(DockerCredential::UsernamePassword(username, password)) => {
                 return Ok(Some(Credential::Basic {
                     username,
@@ -348,6 +401,39 @@ mod tests {
         let text = format!("{err} {err:?}");
         assert!(text.contains("docker-credential-leaky"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn a_helper_that_never_answers_is_given_up_on() {
+        // Found by tests/test_secrets.rs: a credential helper that hangs hung
+        // every binary, whatever its --timeout.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.json");
+        std::fs::write(&cfg, r#"{"credHelpers": {"reg.example": "no-such-helper-xyz"}}"#).unwrap();
+        let env = LookupEnv {
+            docker_config: Some(dir.path().into()),
+            helper_timeout: Some(Duration::from_millis(200)),
+            ..Default::default()
+        };
+        // A helper that is missing fails at once, as before.
+        assert!(matches!(lookup("reg.example", &env), Err(CredentialError::File { .. })));
+        let bytes = br#"{"credsStore": "desk"}"#;
+        assert_eq!(helper_for(bytes, "reg.example"), "desk");
+        assert_eq!(helper_for(b"{}", "reg.example"), "?");
+        let e = CredentialError::HelperTimeout {
+            helper: "stuck".into(),
+            registry: "reg.example".into(),
+            file: cfg.clone(),
+            waited: Duration::from_millis(1500),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "credential helper `docker-credential-stuck` did not answer within 2 s for `reg.example` \
+                 (configured in `{}`)",
+                cfg.display()
+            )
+        );
     }
 
     #[test]

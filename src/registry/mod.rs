@@ -162,7 +162,12 @@ impl Client {
         if let Some(c) = creds.get(registry) {
             return Ok(c.clone());
         }
-        let (c, _source) = crate::credentials::lookup(registry, &self.opts.lookup_env)?;
+        // A credential helper gets the run's timeout to answer.
+        let env = LookupEnv {
+            helper_timeout: self.opts.lookup_env.helper_timeout.or(Some(self.opts.timeout)),
+            ..self.opts.lookup_env.clone()
+        };
+        let (c, _source) = crate::credentials::lookup(registry, &env)?;
         creds.insert(registry.to_string(), c.clone());
         Ok(c)
     }
