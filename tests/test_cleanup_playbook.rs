@@ -123,6 +123,11 @@ impl Workdir {
 
     /// `ansible-playbook -i inventories/<ws>… playbooks/cleanup.yml -e @vars`.
     fn playbook(&self, workspaces: &[&str], vars: &Value) -> Output {
+        self.playbook_with(workspaces, vars, &[])
+    }
+
+    /// The same with more `ansible-playbook` arguments.
+    fn playbook_with(&self, workspaces: &[&str], vars: &Value, extra: &[&str]) -> Output {
         let vars_file = self.path().join("vars.json");
         let mut all = json!({
             "cleanup_policy": self.path().join("policy.yml"),
@@ -158,6 +163,7 @@ impl Workdir {
             .arg(Path::new(REPO).join("playbooks/cleanup.yml"))
             .arg("-e")
             .arg(format!("@{}", vars_file.display()))
+            .args(extra)
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -330,6 +336,18 @@ fn the_playbook_gathers_the_state_then_plans_and_applies() {
     for digest in d.values() {
         assert_eq!(manifest_status(&reg.host, "acme/web", digest), 200);
     }
+
+    // Check mode with cleanup_apply: still only a dry run.
+    fs::remove_dir_all(w.path().join("state")).unwrap();
+    let o = w.playbook_with(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+        &["--check"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("dry run: nothing deleted"), "{}", text(&o));
+    assert_eq!(w.state_files(), ["dev", "prod"], "fresh state for the dry run");
+    assert!(!server.requests().iter().any(|r| r.method == "DELETE"));
 
     // Apply.
     let o = w.playbook(
