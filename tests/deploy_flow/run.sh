@@ -53,9 +53,12 @@ passed=0 failed=0 n=0
 log=""
 pass() { passed=$((passed + 1)); echo "ok      $*"; }
 fail() { failed=$((failed + 1)); echo "FAILED  $*"; [ -n "$log" ] && [ -f "$log" ] && tail -n 25 "$log" | sed 's/^/    | /'; }
-check() { # check DESCRIPTION COMMAND...
+check() { # check DESCRIPTION COMMAND...: passes when COMMAND succeeds
     local what=$1; shift
     if "$@"; then pass "$what"; else fail "$what"; fi
+}
+verdict() { # { CONDITION; }; verdict DESCRIPTION: passes when CONDITION succeeded
+    if [ $? -eq 0 ]; then pass "$1"; else fail "$1"; fi
 }
 # run NAME CMD...: runs CMD with its output in $tmp/logs/NN-NAME.log; sets $rc and $log.
 run() {
@@ -72,7 +75,8 @@ history_digests() { "$py" -c 'import sys, yaml; print(" ".join(r["digest"] for r
 app_dir() { echo "$tmp/hosts/$1/opt/acme/web"; }
 info() { echo "$(app_dir "$1")/deploy-info.yml"; }
 both_digest() { [ "$(field "$(info test-web1)" digest)" = "$1" ] && [ "$(field "$(info test-web2)" digest)" = "$1" ]; }
-snapshot() { mkdir -p "$tmp/snap"; for h in test-web1 test-web2; do cp "$(app_dir $h)"/deploy-info.yml "$(app_dir $h)"/deploy-history.yml "$tmp/snap/" 2>/dev/null; cp "$(app_dir $h)/deploy-info.yml" "$tmp/snap/$h.info"; cp "$(app_dir $h)/deploy-history.yml" "$tmp/snap/$h.history"; done; }
+# snapshot, then unchanged: deploy-info.yml and deploy-history.yml of both hosts are byte-identical.
+snapshot() { mkdir -p "$tmp/snap"; for h in test-web1 test-web2; do cp "$(app_dir $h)/deploy-info.yml" "$tmp/snap/$h.info"; cp "$(app_dir $h)/deploy-history.yml" "$tmp/snap/$h.history"; done; }
 unchanged() { for h in test-web1 test-web2; do cmp -s "$tmp/snap/$h.info" "$(app_dir $h)/deploy-info.yml" && cmp -s "$tmp/snap/$h.history" "$(app_dir $h)/deploy-history.yml" || return 1; done; }
 no_change_recap() { grep -Eq '^test-web1 +: .* changed=0 ' "$log" && grep -Eq '^test-web2 +: .* changed=0 ' "$log"; }
 override() { printf -- '---\n%s\n' "$1" >"$tmp/inventories/test/group_vars/test/override.yml"; }
@@ -126,7 +130,7 @@ for d in "$desc1" "second version" "third, it's the newest"; do
         --label "org.opencontainers.image.created=2026-01-2${i}T01:00:00Z" \
         --label "org.opencontainers.image.source=https://git.example.com/acme/web") || true
 done
-check "three sample versions pushed" [ -n "${digests[1]}" ] && [ -n "${digests[3]}" ]
+{ [ -n "${digests[1]}" ] && [ -n "${digests[3]}" ]; }; verdict "three sample versions pushed"
 again=$(scripts/push-sample "$image:${tags[1]}" \
     --label "org.opencontainers.image.revision=$(printf 'web 1' | sha1sum | cut -c1-40)" \
     --label "org.opencontainers.image.description=$desc1" \
@@ -143,11 +147,11 @@ check "ansible-lint --profile production passes on roles, playbooks and inventor
 
 # --- usage and dependency errors ---------------------------------------------
 run usage "$task" deploy -- test
-check "task deploy without a target fails with its usage" [ "$rc" -ne 0 ] && in_log "usage: task deploy -- WS REPO"
+{ [ "$rc" -ne 0 ] && in_log "usage: task deploy -- WS REPO"; }; verdict "task deploy without a target fails with its usage"
 run no-ws "$task" deploy -- nowhere "$repo" "$T1"
-check "task deploy to an unknown workspace names the missing inventory" [ "$rc" -ne 0 ] && in_log 'no workspace "nowhere"'
-run no-venv env VENV=/nonexistent "$task" deploy:apply -- test /dev/null
-check "a missing ansible-playbook fails saying to run scripts/setup" [ "$rc" -ne 0 ] && in_log "run scripts/setup"
+{ [ "$rc" -ne 0 ] && in_log 'no workspace "nowhere"'; }; verdict "task deploy to an unknown workspace names the missing inventory"
+run no-venv env VENV=/nonexistent "$task" deploy:apply -- test
+{ [ "$rc" -ne 0 ] && in_log "run scripts/setup"; }; verdict "a missing ansible-playbook fails saying to run scripts/setup"
 
 # --- deploy by tag, idempotent redeploy --------------------------------------
 run deploy-tag "$task" deploy -- test "$repo" "$T1"
@@ -155,14 +159,10 @@ check "deploy by tag succeeds" [ "$rc" -eq 0 ]
 check "deploy by tag records the digest on both hosts" both_digest "$D1"
 check "deploy by tag records the tag" [ "$(field "$(info test-web1)" tag)" = "$T1" ]
 check "a description with quotes, \$, backticks and unicode arrives intact" [ "$(field "$(info test-web2)" description)" = "$desc1" ]
-check "deploy-info records workspace, image, deployed_by and revision" \
-    [ "$(field "$(info test-web1)" workspace)" = test ] && [ "$(field "$(info test-web1)" image)" = "$image" ] \
-    && [ "$(field "$(info test-web1)" deployed_by)" = "$DEPLOYED_BY" ] \
-    && [ "$(field "$(info test-web1)" revision)" = "$(printf 'web 1' | sha1sum | cut -c1-40)" ]
+{ [ "$(field "$(info test-web1)" workspace)" = test ] && [ "$(field "$(info test-web1)" image)" = "$image" ] && [ "$(field "$(info test-web1)" deployed_by)" = "$DEPLOYED_BY" ] && [ "$(field "$(info test-web1)" revision)" = "$(printf 'web 1' | sha1sum | cut -c1-40)" ]; }; verdict "deploy-info records workspace, image, deployed_by and revision"
 check "the compose environment has IMAGE=<image>@<digest>" grep -qxF "IMAGE=$image@$D1" "$(app_dir test-web1)/.env"
 check "the runtime ran with IMAGE in its environment" grep -qxF "$image@$D1" "$(app_dir test-web2)/running-image"
-check "the facts file is resolve_digest's JSON in STATE_DIR/WS/facts.json" \
-    "$py" -c 'import json,sys; f=json.load(open(sys.argv[1])); assert f["digest"]==sys.argv[2] and f["workspace"]=="test", f' "$tmp/state/test/facts.json" "$D1"
+check "the facts file is resolve_digest's JSON in STATE_DIR/WS/facts.json" "$py" -c 'import json,sys; f=json.load(open(sys.argv[1])); assert f["digest"]==sys.argv[2] and f["workspace"]=="test", f' "$tmp/state/test/facts.json" "$D1"
 
 snapshot
 runs_before=$(wc -l <"$(app_dir test-web1)/runs.log")
@@ -174,51 +174,50 @@ check "redeploy does not run the runtime again" [ "$(wc -l <"$(app_dir test-web1
 
 # --- deploy by digest, by tag@digest, a mismatching tag@digest ----------------
 run deploy-digest "$task" deploy -- test "$repo" "$D2"
-check "deploy by digest succeeds and records it" [ "$rc" -eq 0 ] && both_digest "$D2"
+{ [ "$rc" -eq 0 ] && both_digest "$D2"; }; verdict "deploy by digest succeeds and records it"
 check "deploy by digest records the tag that points to it" [ "$(field "$(info test-web1)" tag)" = "$T2" ]
 run deploy-both "$task" deploy -- test "$repo" "$T3@$D3"
-check "deploy by tag@digest succeeds and records it" [ "$rc" -eq 0 ] && both_digest "$D3" && [ "$(field "$(info test-web2)" tag)" = "$T3" ]
+{ [ "$rc" -eq 0 ] && both_digest "$D3" && [ "$(field "$(info test-web2)" tag)" = "$T3" ]; }; verdict "deploy by tag@digest succeeds and records it"
 snapshot
 run deploy-mismatch "$task" deploy -- test "$repo" "$T3@$D1"
-check "deploy of a tag@digest that disagree fails before the playbook" [ "$rc" -ne 0 ] && ! in_log "PLAY RECAP"
+{ [ "$rc" -ne 0 ] && ! in_log "PLAY RECAP"; }; verdict "deploy of a tag@digest that disagree fails before the playbook"
 check "a failed resolve leaves deploy-info unchanged" unchanged
 run deploy-missing "$task" deploy -- test "$repo" nosuchtag
-check "deploy of a tag that does not exist fails and changes nothing" [ "$rc" -ne 0 ] && unchanged
+{ [ "$rc" -ne 0 ] && unchanged; }; verdict "deploy of a tag that does not exist fails and changes nothing"
 
 # --- check mode passes through to ansible-playbook ----------------------------
 run check-mode "$task" deploy -- test "$repo" "$T1" --check
-check "deploy with --check succeeds and writes nothing" [ "$rc" -eq 0 ] && unchanged
+{ [ "$rc" -eq 0 ] && unchanged; }; verdict "deploy with --check succeeds and writes nothing"
 
 # --- rollback ------------------------------------------------------------------
 run rollback-tag "$task" rollback -- test "$repo" "$T1"
-check "rollback to a tag deploys it" [ "$rc" -eq 0 ] && both_digest "$D1"
+{ [ "$rc" -eq 0 ] && both_digest "$D1"; }; verdict "rollback to a tag deploys it"
 run rollback-digest "$task" rollback -- test "$repo" "$D3"
-check "rollback to a digest deploys it" [ "$rc" -eq 0 ] && both_digest "$D3" && [ "$(field "$(info test-web1)" tag)" = "$T3" ]
+{ [ "$rc" -eq 0 ] && both_digest "$D3" && [ "$(field "$(info test-web1)" tag)" = "$T3" ]; }; verdict "rollback to a digest deploys it"
 # History now: D1 D2 D3 D1 D3 -> the previous distinct digest is D1.
 run rollback-previous "$task" rollback -- test "$repo"
-check "rollback without a target deploys the previous distinct digest" [ "$rc" -eq 0 ] && both_digest "$D1"
+{ [ "$rc" -eq 0 ] && both_digest "$D1"; }; verdict "rollback without a target deploys the previous distinct digest"
 check "rollback without a target collected the deploy state first" [ -f "$tmp/state/test/deploy-state.json" ]
 run rollback-again "$task" rollback -- test "$repo"
-check "a second rollback without a target goes back to the digest before that" [ "$rc" -eq 0 ] && both_digest "$D3"
-check "history keeps every successful deploy, oldest first" \
-    [ "$(history_digests "$(app_dir test-web1)/deploy-history.yml")" = "$D1 $D2 $D3 $D1 $D3 $D1 $D3" ]
+{ [ "$rc" -eq 0 ] && both_digest "$D3"; }; verdict "a second rollback without a target goes back to the digest before that"
+check "history keeps every successful deploy, oldest first" [ "$(history_digests "$(app_dir test-web1)/deploy-history.yml")" = "$D1 $D2 $D3 $D1 $D3 $D1 $D3" ]
 
 # --- failures leave deploy-info untouched ---------------------------------------
 snapshot
 env_before=$(cat "$(app_dir test-web1)/.env")
 override "deploy_app_command: [sh, -c, 'echo runtime-exploded >&2; exit 3']"
 run fail-runtime "$task" deploy -- test "$repo" "$T2"
-check "a failing runtime fails the deploy with its reason" [ "$rc" -ne 0 ] && in_log "runtime-exploded" && in_log "are unchanged"
+{ [ "$rc" -ne 0 ] && in_log "runtime-exploded" && in_log "are unchanged"; }; verdict "a failing runtime fails the deploy with its reason"
 check "a failing runtime leaves deploy-info.yml and its history byte-identical" unchanged
 
 override "deploy_app_healthcheck_command: [sh, -c, 'echo not-healthy >&2; exit 1']"
 run fail-health-cmd "$task" deploy -- test "$repo" "$T2"
-check "a failing health check command fails the deploy" [ "$rc" -ne 0 ] && in_log "not-healthy"
+{ [ "$rc" -ne 0 ] && in_log "not-healthy"; }; verdict "a failing health check command fails the deploy"
 check "a failing health check command leaves deploy-info byte-identical" unchanged
 
 override "deploy_app_healthcheck_url: http://127.0.0.1:$closed_port/healthz"
 run fail-health-url "$task" deploy -- test "$repo" "$T2"
-check "a health check URL that never answers fails the deploy" [ "$rc" -ne 0 ] && in_log "Wait until the health check URL answers"
+{ [ "$rc" -ne 0 ] && in_log "Wait until the health check URL answers"; }; verdict "a health check URL that never answers fails the deploy"
 check "a failing health check URL leaves deploy-info byte-identical" unchanged
 
 # Restore the running image (the failed attempts left T2 in .env), then check arch.
@@ -228,26 +227,25 @@ snapshot
 env_before=$(cat "$(app_dir test-web1)/.env")
 override "deploy_app_module_arch: aarch64"
 run arch "$task" deploy -- test "$repo" "$T2"
-check "an architecture mismatch fails with a clear message" [ "$rc" -ne 0 ] && in_log "architecture mismatch" && in_log "built for aarch64"
-check "an architecture mismatch changes nothing on the host" unchanged && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]
+{ [ "$rc" -ne 0 ] && in_log "architecture mismatch" && in_log "built for aarch64"; }; verdict "an architecture mismatch fails with a clear message"
+{ unchanged && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]; }; verdict "an architecture mismatch changes nothing on the host"
 no_override
 
 # --- the deploy playbook makes no registry request ------------------------------
 run resolve "$task" resolve -- test "$repo" "$T2"
-check "task resolve writes the facts" [ "$rc" -eq 0 ] && grep -qF "$D2" "$tmp/state/test/facts.json"
+{ [ "$rc" -eq 0 ] && grep -qF "$D2" "$tmp/state/test/facts.json"; }; verdict "task resolve writes the facts"
 run registry-stop scripts/registry stop
 run registry-down scripts/registry status
 check "the registry is stopped" [ "$rc" -eq 3 ]
 run apply-offline "$task" deploy:apply -- test
-check "the deploy playbook succeeds with the registry stopped" [ "$rc" -eq 0 ] && both_digest "$D2"
+{ [ "$rc" -eq 0 ] && both_digest "$D2"; }; verdict "the deploy playbook succeeds with the registry stopped"
 run registry-restart scripts/registry start
 check "the registry starts again on the same data" [ "$rc" -eq 0 ]
 
 # --- collect: the deploy state file -------------------------------------------------
 run collect "$task" collect -- test
 check "task collect succeeds" [ "$rc" -eq 0 ]
-check "the deploy state file has both hosts, their records with host, path and history" \
-    "$py" - "$tmp/state/test/deploy-state.json" "$D2" "$image" <<'EOF'
+check "the deploy state file has both hosts, their records with host, path and history" "$py" - "$tmp/state/test/deploy-state.json" "$D2" "$image" <<'EOF'
 import json, sys
 s = json.load(open(sys.argv[1]))
 assert s["workspace"] == "test", s["workspace"]
@@ -262,7 +260,7 @@ for r in recs:
 EOF
 
 run overview "$task" images:overview -- test "$repo"
-check "task images:overview marks the deployed tag with →" [ "$rc" -eq 0 ] && grep -Eq "^→ +$T2 " "$log"
+{ [ "$rc" -eq 0 ] && grep -Eq "^→ +$T2 " "$log"; }; verdict "task images:overview marks the deployed tag with →"
 
 # A workspace with one host that cannot be reached: nothing is written.
 mkdir -p "$tmp/inventories/broken/group_vars"
@@ -300,11 +298,21 @@ corrupt:
       deploy_app_root: "$tmp/hosts/corrupt/opt"
 EOF
 run collect-corrupt "$task" collect -- corrupt
-check "collect with an unreadable deploy-info fails naming the file" [ "$rc" -ne 0 ] && in_log "corrupt/opt/acme/web/deploy-info.yml"
+{ [ "$rc" -ne 0 ] && in_log "corrupt/opt/acme/web/deploy-info.yml"; }; verdict "collect with an unreadable deploy-info fails naming the file"
 check "collect with an unreadable deploy-info writes no state file" [ ! -e "$tmp/state/corrupt/deploy-state.json" ]
 
-run cleanup-unreachable env WORKSPACES="test broken" "$task" cleanup
-check "cleanup with an unreachable host aborts before planning anything" [ "$rc" -ne 0 ] && in_log "broken-down"
+# task cleanup: the dry run through the cleanup playbook, and fail-closed.
+printf -- '---\nworkspaces: [test]\ndefaults: {keep_last: 1, keep_younger_than: 0d}\n' >"$tmp/policy-test.yml"
+printf -- '---\nworkspaces: [test, broken]\ndefaults: {keep_last: 1}\n' >"$tmp/policy-broken.yml"
+rm -f "$tmp/state/test/deploy-state.json"
+run cleanup-dry-run env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" "$task" cleanup
+{ [ "$rc" -eq 0 ] && [ -f "$tmp/state/test/deploy-state.json" ]; }; verdict "task cleanup gathers the deploy state and runs the dry run"
+run tags-after-dry-run skopeo list-tags --tls-verify=false "docker://$image"
+{ grep -q "$T1" "$log" && grep -q "$T2" "$log" && grep -q "$T3" "$log"; }; verdict "the cleanup dry run deletes nothing"
+run cleanup-unreachable env WORKSPACES="test broken" CLEANUP_POLICY="$tmp/policy-broken.yml" "$task" cleanup -- --apply
+{ [ "$rc" -ne 0 ] && in_log "broken-down"; }; verdict "task cleanup -- --apply with an unreachable host aborts naming it"
+run tags-after-abort skopeo list-tags --tls-verify=false "docker://$image"
+{ grep -q "$T1" "$log" && grep -q "$T2" "$log" && grep -q "$T3" "$log"; }; verdict "an aborted cleanup deletes nothing"
 
 # --- the compose runtime, with a stand-in for `docker compose` ------------------------
 cat >"$tmp/fake-docker" <<'EOF'
@@ -328,12 +336,11 @@ deploy_app_compose_command: ['$tmp/fake-docker', compose]
 deploy_app_compose_src: $tmp/compose.yml
 deploy_app_healthcheck_command: []"
 run compose "$task" deploy -- test "$repo" "$T1"
-check "the compose runtime deploys and records" [ "$rc" -eq 0 ] && both_digest "$D1"
-check "the compose runtime runs 'compose --file compose.yml --env-file .env up --detach --wait'" \
-    grep -qF "compose --file compose.yml --env-file $(app_dir test-web1)/.env up --detach --wait --wait-timeout 120 --remove-orphans" "$(app_dir test-web1)/compose-calls.log"
+{ [ "$rc" -eq 0 ] && both_digest "$D1"; }; verdict "the compose runtime deploys and records"
+check "the compose runtime runs 'compose --file compose.yml --env-file .env up --detach --wait'" grep -qF "compose --file compose.yml --env-file $(app_dir test-web1)/.env up --detach --wait --wait-timeout 120 --remove-orphans" "$(app_dir test-web1)/compose-calls.log"
 check "the compose file is copied into the app directory" cmp -s "$tmp/compose.yml" "$(app_dir test-web2)/compose.yml"
 run compose-again "$task" deploy -- test "$repo" "$T1"
-check "a compose redeploy of the same digest reports no change" [ "$rc" -eq 0 ] && no_change_recap
+{ [ "$rc" -eq 0 ] && no_change_recap; }; verdict "a compose redeploy of the same digest reports no change"
 no_override
 
 echo
