@@ -259,6 +259,12 @@ for r in recs:
     assert len(r["history"]) >= 2, r["history"]
 EOF
 
+cp "$tmp/state/test/deploy-state.json" "$tmp/state-before-limit.json"
+run collect-limit env ANSIBLE_CONFIG="$root/ansible.cfg" .venv/bin/ansible-playbook -i "$tmp/inventories/test" \
+    playbooks/collect_deploy_info.yml --limit test-web1 -e "{\"deploy_state_file\": \"$tmp/state/test/deploy-state.json\"}"
+{ [ "$rc" -ne 0 ] && in_log "were left out" && cmp -s "$tmp/state-before-limit.json" "$tmp/state/test/deploy-state.json"; }
+verdict "collect with --limit refuses to write a partial deploy state file"
+
 run overview "$task" images:overview -- test "$repo"
 { [ "$rc" -eq 0 ] && grep -Eq "^→ +$T2 " "$log"; }; verdict "task images:overview marks the deployed tag with →"
 
