@@ -136,7 +136,7 @@ impl Progress {
         }
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} tags ({per_sec}, {eta})")
+            ProgressStyle::with_template("{spinner} [{bar:25}] {pos}/{len} tags, {eta} left  {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
         );
