@@ -16,6 +16,10 @@
 #   BENCH_TAGS        tags to seed                         default 1000
 #   BENCH_LATENCY_MS  added per request by the proxy       default 20
 #   BENCH_RUNS        runs per overview figure (median)    default 3
+#   BENCH_SEED        `labels`: each image its own config with its CI
+#                     labels, as CI builds them; `annotations`: one config
+#                     for all, labels in manifest annotations (only the
+#                     manifests differ)                     default labels
 #   BENCH_SEQ_SAMPLE  tags the sequential skopeo loops run; the figure is
 #                     scaled to BENCH_TAGS                 default: 200 (no
 #                     latency), 100 (with latency)
@@ -35,6 +39,12 @@ SEQ_SAMPLE=${BENCH_SEQ_SAMPLE:-200}
 ((SEQ_SAMPLE > TAGS)) && SEQ_SAMPLE=$TAGS
 SEQ_SAMPLE_LATENCY=${BENCH_SEQ_SAMPLE:-100}
 ((SEQ_SAMPLE_LATENCY > TAGS)) && SEQ_SAMPLE_LATENCY=$TAGS
+SEED=${BENCH_SEED:-labels}
+case "$SEED" in
+    labels) seed_args=() ;;
+    annotations) seed_args=(--shared-config) ;;
+    *) echo "$0: error: BENCH_SEED is \`labels\` or \`annotations\`, not \`$SEED\`" >&2; exit 2 ;;
+esac
 CONCURRENCY=16
 prog=bench/overview.sh
 
@@ -95,7 +105,7 @@ wait_port "$port"
 
 echo "$prog: seeding $TAGS tags into $reg/bench/web" >&2
 start=$(now)
-$bin/examples/seed_tags "$reg/bench/web" "$TAGS" >"$work/tags"
+$bin/examples/seed_tags "$reg/bench/web" "$TAGS" "${seed_args[@]}" >"$work/tags"
 seed_s=$(elapsed "$start")
 tag1=$(head -n1 "$work/tags")
 
@@ -203,7 +213,7 @@ rate_cold=$(calc "$req_cold / $cold" 0)
 ok() { python3 -c "print('ok' if $1 else 'MISSED')"; }
 cat <<EOF
 
-Overview benchmark: $TAGS tags, concurrency $CONCURRENCY, median of $RUNS runs
+Overview benchmark: $TAGS tags (seed: $SEED), concurrency $CONCURRENCY, median of $RUNS runs
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); registry: $(docker-registry --version 2>/dev/null | head -n1)
 load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)
 seeding took ${seed_s} s

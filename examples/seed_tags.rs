@@ -36,7 +36,9 @@ fn main() -> ExitCode {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     match rt.block_on(seed(&repo, count, shared)) {
         Ok(tags) => {
-            println!("{}", tags.join("\n"));
+            // A closed pipe (`| head`) is not an error.
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout().lock(), "{}", tags.join("\n"));
             ExitCode::SUCCESS
         }
         Err(e) => {
