@@ -19,6 +19,7 @@
 
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -43,6 +44,9 @@ pub const DEFAULT_HISTORY_LIMIT: u64 = 20;
 pub const DEFAULT_MODE: u32 = 0o644;
 /// Mode of app directories this module creates.
 pub const DIR_MODE: u32 = 0o755;
+/// `O_NONBLOCK` (the same on every Linux architecture but alpha, sparc, parisc).
+const O_NONBLOCK: i32 = 0o4000;
+
 /// Largest record or history file read. Twenty records with the largest
 /// allowed description fit; a bigger file is damage, not deploy state, and
 /// reading it whole could exhaust a small host.
@@ -192,7 +196,19 @@ pub fn read_bounded(path: &Path) -> Result<Option<String>, DeployInfoError> {
         path: path.into(),
         source,
     };
-    let file = match File::open(path) {
+    // Look before opening: opening a FIFO nobody writes to blocks for ever.
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => return Err(DeployInfoError::NotAFile { path: path.into() }),
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("open", e)),
+    }
+    // Non-blocking, in case it became a FIFO since (it is refused below).
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+    {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("open", e)),
