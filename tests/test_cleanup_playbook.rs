@@ -308,6 +308,31 @@ fn a_policy_workspace_without_inventory_ends_the_play_first() {
 }
 
 #[test]
+fn a_limited_run_is_refused_before_any_state_is_written() {
+    let (reg, server) = registry();
+    let d = push_images(&reg.host);
+    let w = Workdir::new(POLICY);
+    let image = format!("{}/acme/web", server.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    w.deploy("web1", "dev", &image, &[&d["v1"]]);
+    w.deploy("web2", "prod", &image, &[&d["v2"]]);
+    // Without web2's state, v2 would look unprotected.
+    let o = w.playbook_with(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+        &["--limit", "web1,localhost"],
+    );
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("hosts web2 were left out (--limit)"), "{}", text(&o));
+    assert_eq!(server.requests().len(), 0);
+    assert_eq!(w.state_files(), Vec::<String>::new());
+    for digest in d.values() {
+        assert_eq!(manifest_status(&reg.host, "acme/web", digest), 200);
+    }
+}
+
+#[test]
 fn the_playbook_gathers_the_state_then_plans_and_applies() {
     let (reg, server) = registry();
     let d = push_images(&reg.host);
