@@ -206,6 +206,9 @@ lseq=$(calc "$lseq_raw * $TAGS / $SEQ_SAMPLE_LATENCY" 3)
 lpar=$(skopeo_par "$slow_host")
 bound_cold=$(calc "$req_cold * $LATENCY_MS / 1000 / $CONCURRENCY" 3)
 bound_warm=$(calc "$req_warm * $LATENCY_MS / 1000 / $CONCURRENCY" 3)
+# What the registry allows at all: the same requests at its raw rate.
+floor_cold=$(calc "max($bound_cold, $req_cold / $raw)" 3)
+floor_warm=$(calc "max($bound_warm, $req_warm / $raw)" 3)
 
 rate_warm=$(calc "$req_warm / $warm" 0)
 rate_cold=$(calc "$req_cold / $cold" 0)
@@ -232,6 +235,7 @@ loopback                          seconds   vs skopeo parallel
 ${LATENCY_MS} ms per request                 seconds   lower bound   measured / bound
   images_overview cold            $(printf '%8s' "$lcold")   $(printf '%8s' "$bound_cold")      $(calc "$lcold / $bound_cold" 2)   (goal <= 1.5: $(ok "$lcold / $bound_cold <= 1.5"))
   images_overview warm            $(printf '%8s' "$lwarm")   $(printf '%8s' "$bound_warm")      $(calc "$lwarm / $bound_warm" 2)   (goal <= 1.5: $(ok "$lwarm / $bound_warm <= 1.5"))
+  floor max(bound, requests / raw rate): cold $floor_cold s (measured $(calc "$lcold / $floor_cold" 2)x), warm $floor_warm s (measured $(calc "$lwarm / $floor_warm" 2)x)
   skopeo inspect, sequential      $(printf '%8s' "$lseq")   (${SEQ_SAMPLE_LATENCY} tags timed, scaled)
   skopeo inspect, 16 in parallel  $(printf '%8s' "$lpar")   overview warm is $(calc "$lpar / $lwarm" 1)x faster, cold $(calc "$lpar / $lcold" 1)x
 
