@@ -170,6 +170,7 @@ pub fn render_history(history: &[DeployRecord]) -> Result<String, DeployInfoErro
 
 /// Parses the text of a `deploy-info.yml`; `path` is for the error.
 pub fn parse_record(text: &str, path: &Path) -> Result<DeployRecord, DeployInfoError> {
+    check_cost(text, path)?;
     serde_norway::from_str(text).map_err(|e| DeployInfoError::Malformed {
         path: path.into(),
         reason: e.to_string(),
@@ -182,10 +183,410 @@ pub fn parse_history(text: &str, path: &Path) -> Result<Vec<DeployRecord>, Deplo
     if text.trim().is_empty() {
         return Ok(Vec::new());
     }
+    check_cost(text, path)?;
     serde_norway::from_str(text).map_err(|e| DeployInfoError::Malformed {
         path: path.into(),
         reason: e.to_string(),
     })
+}
+
+/// Deepest nesting of flow collections (`[…]`, `{…}`) read. The writer
+/// emits none deeper than `[]`; JSON written by other tools needs 2.
+pub const MAX_FLOW_DEPTH: usize = 32;
+
+/// Refuses, before the YAML parser sees it, text that would cost it far
+/// more than its size: flow collections nested deeper than
+/// [`MAX_FLOW_DEPTH`] (libyaml's scanner works in time proportional to
+/// tokens × flow depth: 80 KB of brackets take minutes), and aliases that
+/// expand it beyond twice its size (an 1.6 MB file of aliases to a 1 MiB
+/// string expands to gigabytes; the writer never emits aliases).
+fn check_cost(text: &str, path: &Path) -> Result<(), DeployInfoError> {
+    let malformed = |reason: String| DeployInfoError::Malformed {
+        path: path.into(),
+        reason,
+    };
+    let depth = flow_depth(text);
+    if depth > MAX_FLOW_DEPTH {
+        return Err(malformed(format!(
+            "flow collections (`[`, `{{`) nested {depth} deep, more than {MAX_FLOW_DEPTH}"
+        )));
+    }
+    let budget = std::cell::Cell::new(text.len().saturating_mul(2).saturating_add(4096));
+    let de = serde_norway::Deserializer::from_str(text);
+    match serde::de::DeserializeSeed::deserialize(Expansion(&budget), de) {
+        Ok(()) => Ok(()),
+        // Not YAML at all: the real parse says why.
+        Err(e) if !e.to_string().contains(EXPANSION_ERROR) => Ok(()),
+        Err(_) => Err(malformed(format!(
+            "its aliases expand it to more than twice its size ({} bytes)",
+            text.len()
+        ))),
+    }
+}
+
+const EXPANSION_ERROR: &str = "aliases expand the document beyond its budget";
+
+/// Walks a YAML document without keeping anything, spending `budget` on
+/// every node and scalar byte, aliases replayed included.
+struct Expansion<'a>(&'a std::cell::Cell<usize>);
+
+impl Expansion<'_> {
+    fn spend<E: serde::de::Error>(&self, n: usize) -> Result<(), E> {
+        let left = self.0.get();
+        if n > left {
+            return Err(E::custom(EXPANSION_ERROR));
+        }
+        self.0.set(left - n);
+        Ok(())
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Expansion<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Expansion<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_i128<E: serde::de::Error>(self, _: i128) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_u128<E: serde::de::Error>(self, _: u128) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.spend(v.len() + 1)
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<(), E> {
+        self.spend(v.len() + 1)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.spend(1)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.spend(1)?;
+        d.deserialize_any(self)
+    }
+    fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.spend(1)?;
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        self.spend(1)?;
+        while seq.next_element_seed(Expansion(self.0))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        self.spend(1)?;
+        while map.next_key_seed(Expansion(self.0))?.is_some() {
+            map.next_value_seed(Expansion(self.0))?;
+        }
+        Ok(())
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
+        use serde::de::VariantAccess;
+        self.spend(1)?;
+        let ((), variant) = data.variant_seed(Expansion(self.0))?;
+        variant.newtype_variant_seed(Expansion(self.0))
+    }
+}
+
+/// The deepest nesting of YAML flow collections in `text`, read the way
+/// libyaml reads YAML where it matters: brackets inside quoted scalars,
+/// block scalars (`|`, `>`), plain scalars and comments do not count. Where
+/// this reading is unsure it counts more, never less: a multi-line quoted
+/// scalar in block context is not skipped, nor a block scalar's lines that
+/// YAML might read as structure.
+pub fn flow_depth(text: &str) -> usize {
+    let b = text.as_bytes();
+    let n = b.len();
+    // libyaml's line breaks: \n, \r, \r\n, NEL, LS, PS.
+    let brk = |i: usize| -> usize {
+        match b[i] {
+            b'\n' => 1,
+            b'\r' => {
+                if i + 1 < n && b[i + 1] == b'\n' {
+                    2
+                } else {
+                    1
+                }
+            }
+            0xC2 if i + 1 < n && b[i + 1] == 0x85 => 2,
+            0xE2 if i + 2 < n && b[i + 1] == 0x80 && (b[i + 2] == 0xA8 || b[i + 2] == 0xA9) => 3,
+            _ => 0,
+        }
+    };
+    let blank_at = |i: usize| i >= n || b[i] == b' ' || b[i] == b'\t' || brk(i) > 0;
+    let flow_ind = |c: u8| matches!(c, b',' | b'[' | b']' | b'{' | b'}');
+    let mut i = if text.starts_with('\u{feff}') { 3 } else { 0 };
+    let (mut depth, mut max) = (0usize, 0usize);
+    // Block context: at a position where a node may start.
+    let mut node_start = true;
+    // Flow context: inside a plain scalar.
+    let mut in_plain = false;
+    let mut at_line_start = true;
+    let mut col;
+    // The column of the key or indicator that owns what follows on this line.
+    let mut owner_col = 0;
+    let mut scalar_col = 0;
+    // A block scalar's header was seen: (owner column, explicit indent).
+    let mut block_scalar: Option<(usize, Option<usize>)> = None;
+    // Inside a block scalar: lines indented at least this much are its text.
+    let mut skip_indent: Option<usize> = None;
+    let mut line_start = i;
+    while i < n {
+        if at_line_start {
+            line_start = i;
+            let mut j = i;
+            while j < n && b[j] == b' ' {
+                j += 1;
+            }
+            let indent = j - i;
+            let blank = j >= n
+                || brk(j) > 0
+                || (b[j] == b'\t' && {
+                    let mut k = j;
+                    while k < n && (b[k] == b' ' || b[k] == b'\t') {
+                        k += 1;
+                    }
+                    k >= n || brk(k) > 0
+                });
+            if depth == 0 {
+                if let Some((owner, explicit)) = block_scalar.take() {
+                    // The first line after a block scalar's header sets its indent.
+                    if blank {
+                        block_scalar = Some((owner, explicit));
+                    } else {
+                        let m = match explicit {
+                            Some(d) => owner + d,
+                            None => indent,
+                        };
+                        if m > owner {
+                            skip_indent = Some(m);
+                        }
+                    }
+                }
+                if let Some(m) = skip_indent {
+                    if blank || indent >= m {
+                        i = j;
+                        while i < n && brk(i) == 0 {
+                            i += 1;
+                        }
+                        if i < n {
+                            i += brk(i);
+                        }
+                        continue;
+                    }
+                    skip_indent = None;
+                }
+                if blank && block_scalar.is_some() {
+                    i = j;
+                    while i < n && brk(i) == 0 {
+                        i += 1;
+                    }
+                    if i < n {
+                        i += brk(i);
+                    }
+                    continue;
+                }
+            }
+            at_line_start = false;
+            i = j;
+            if depth == 0 {
+                node_start = true;
+                owner_col = indent;
+                // Directives, and document markers followed by a node.
+                if indent == 0 && i < n && b[i] == b'%' {
+                    while i < n && brk(i) == 0 {
+                        i += 1;
+                    }
+                    continue;
+                }
+                if indent == 0 && (b[i..].starts_with(b"---") || b[i..].starts_with(b"...")) && blank_at(i + 3) {
+                    i += 3;
+                    continue;
+                }
+            }
+            continue;
+        }
+        let c = b[i];
+        let k = brk(i);
+        if k > 0 {
+            i += k;
+            at_line_start = true;
+            continue;
+        }
+        col = i - line_start;
+        let after_blank = i == line_start || b[i - 1] == b' ' || b[i - 1] == b'\t';
+        if c == b'#' && after_blank {
+            while i < n && brk(i) == 0 {
+                i += 1;
+            }
+            in_plain = false;
+            continue;
+        }
+        if depth > 0 {
+            // Flow context.
+            if c == b' ' || c == b'\t' {
+                i += 1;
+                continue;
+            }
+            if flow_ind(c) {
+                in_plain = false;
+                match c {
+                    b'[' | b'{' => {
+                        depth += 1;
+                        max = max.max(depth);
+                    }
+                    b']' | b'}' => depth -= 1,
+                    _ => {}
+                }
+                i += 1;
+                if depth == 0 {
+                    node_start = false;
+                }
+                continue;
+            }
+            if in_plain {
+                if c == b':' && (blank_at(i + 1) || flow_ind(b[i + 1])) {
+                    in_plain = false;
+                }
+                i += 1;
+                continue;
+            }
+            match c {
+                b'\'' | b'"' => i = skip_quoted(b, i, true),
+                // In flow context libyaml reads these as indicators at a token start.
+                b'?' | b':' => i += 1,
+                b'&' | b'!' | b'*' => {
+                    while i < n && !blank_at(i) && !flow_ind(b[i]) {
+                        i += 1;
+                    }
+                }
+                _ => {
+                    in_plain = true;
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        // Block context.
+        if c == b' ' || c == b'\t' {
+            i += 1;
+            continue;
+        }
+        if node_start {
+            match c {
+                b'-' | b'?' | b':' if blank_at(i + 1) => {
+                    owner_col = col;
+                    i += 1;
+                }
+                b'[' | b'{' => {
+                    depth = 1;
+                    max = max.max(1);
+                    in_plain = false;
+                    scalar_col = col;
+                    i += 1;
+                }
+                b'|' | b'>' => {
+                    // Header: chomping and an indentation digit, then a comment.
+                    let mut explicit = None;
+                    i += 1;
+                    while i < n && matches!(b[i], b'+' | b'-' | b'1'..=b'9') {
+                        if b[i].is_ascii_digit() {
+                            explicit = Some(usize::from(b[i] - b'0'));
+                        }
+                        i += 1;
+                    }
+                    block_scalar = Some((owner_col, explicit));
+                    while i < n && brk(i) == 0 {
+                        i += 1;
+                    }
+                }
+                b'\'' | b'"' => {
+                    // A quoted scalar on one line is skipped; one that goes on
+                    // is not (a continuation of a plain scalar may start with
+                    // a quote), and counts as structure.
+                    scalar_col = col;
+                    let end = skip_quoted(b, i, false);
+                    i = if end > i { end } else { i + 1 };
+                    node_start = false;
+                }
+                b'&' | b'!' => {
+                    while i < n && !blank_at(i) {
+                        i += 1;
+                    }
+                }
+                _ => {
+                    scalar_col = col;
+                    node_start = false;
+                    i += 1;
+                }
+            }
+            continue;
+        }
+        // After or inside a plain scalar, quoted scalar or alias: `: ` makes
+        // what follows a value.
+        if c == b':' && blank_at(i + 1) {
+            owner_col = scalar_col;
+            node_start = true;
+        }
+        i += 1;
+    }
+    max
+}
+
+/// The index after the quoted scalar starting at `start`; with `multiline`
+/// false, `start` (nothing skipped) when it does not end on its line.
+fn skip_quoted(b: &[u8], start: usize, multiline: bool) -> usize {
+    let q = b[start];
+    let mut i = start + 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if q == b'"' => {
+                if !multiline && i + 1 < b.len() && (matches!(b[i + 1], b'\n' | b'\r') || is_unicode_break(&b[i + 1..]))
+                {
+                    return start;
+                }
+                i += 2;
+            }
+            c if c == q => {
+                if q == b'\'' && i + 1 < b.len() && b[i + 1] == b'\'' {
+                    i += 2;
+                } else {
+                    return i + 1;
+                }
+            }
+            b'\n' | b'\r' if !multiline => return start,
+            0xC2 | 0xE2 if !multiline && is_unicode_break(&b[i..]) => return start,
+            _ => i += 1,
+        }
+    }
+    if multiline { b.len() } else { start }
+}
+
+fn is_unicode_break(b: &[u8]) -> bool {
+    b.starts_with(&[0xC2, 0x85]) || b.starts_with(&[0xE2, 0x80, 0xA8]) || b.starts_with(&[0xE2, 0x80, 0xA9])
 }
 
 /// Reads a whole file of at most [`MAX_FILE_BYTES`] as UTF-8; `None` if it
@@ -204,11 +605,7 @@ pub fn read_bounded(path: &Path) -> Result<Option<String>, DeployInfoError> {
         Err(e) => return Err(io_err("open", e)),
     }
     // Non-blocking, in case it became a FIFO since (it is refused below).
-    let file = match fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(path)
-    {
+    let file = match fs::OpenOptions::new().read(true).custom_flags(O_NONBLOCK).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("open", e)),
@@ -994,6 +1391,55 @@ mod tests {
             &mut args,
             DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().into(),
         )
+    }
+
+    #[test]
+    fn flow_depth_counts_structure_not_text() {
+        // Found by tests/test_hostile_files.rs: 80 KB of nested brackets kept
+        // the YAML parser busy for minutes. What the writer emits counts 0 or 1.
+        for (text, depth) in [
+            ("app: x\ndescription: x [[[[ {{{\n", 0),
+            ("description: '[[[['\nb: \"[[\\\"[[\"\n", 0),
+            ("description: |-\n  line1\n  [[[[ line2\n    - [x\nnext: [a]\n", 1),
+            ("- app: x\n  description: |-\n    [[[[\n  deployed_at: [[a]]\n", 2),
+            ("[]\n", 1),
+            ("# [[[[\nx: 1 # [[[[\n", 0),
+            (r#"[{"a":"[[[[","b":"]]]]"},{"c":[1,[2]]}]"#, 4),
+            ("[a 'b, [c]]", 2),
+            ("[a:'b [c]]", 2),
+            ("x: &a [[1]]\ny: !t [[[2]]]\n", 3),
+            ("--- [[[1]]]\n", 3),
+            ("k: |2\n    [[[[\n  x\n", 0),
+        ] {
+            assert_eq!(flow_depth(text), depth, "{text:?}");
+        }
+        // Ways to hide brackets from a careless scanner; libyaml sees them.
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        for hiding in [
+            format!("a: x\n  'y\nb: {deep}\nc: '\n"),
+            format!("a: x\r  'y\rb: {deep}\rc: '\r"),
+            format!("a: x\u{2028}  'y\u{2028}b: {deep}\u{2028}c: '\n"),
+            format!("a: \"x\\\n  y\"\nb: {deep}\n"),
+            format!("- x: |\n    t\n  y: {deep}\n"),
+            format!("a: |\nb: {deep}\n"),
+            format!("[']]]]]]', {deep}]"),
+            format!("[-'x {deep}]"),
+            format!("\u{feff}{deep}"),
+        ] {
+            assert!(flow_depth(&hiding) >= 40, "{hiding:?}: {}", flow_depth(&hiding));
+        }
+    }
+
+    #[test]
+    fn aliases_may_not_amplify() {
+        let p = Path::new("/x/deploy-history.yml");
+        let mut text = String::from("- &r\n  app: a\n  description: &d x\n");
+        text.push_str(&"- *r\n".repeat(3));
+        assert!(check_cost(&text, p).is_ok(), "a few aliases are fine");
+        text.push_str(&"- *r\n".repeat(1000));
+        let e = check_cost(&text, p).unwrap_err().to_string();
+        assert!(e.contains("its aliases expand it to more than twice its size"), "{e}");
+        assert!(check_cost("not: [valid", p).is_ok(), "the real parse reports bad YAML");
     }
 
     #[test]
