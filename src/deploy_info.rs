@@ -896,6 +896,9 @@ pub struct WriteOutcome {
     /// File text before (empty if there was none) and after.
     pub before: String,
     pub after: String,
+    /// Files whose content stays but whose mode is (or would be) set to the
+    /// one asked for: an unchanged deploy still converges the mode.
+    pub mode_fixed: Vec<PathBuf>,
 }
 
 /// Writes the record of `request` and appends it to the history, unless the
@@ -913,7 +916,17 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
     })?;
     let _lock = lock_dir(app_dir)?;
     let plan = plan(request)?;
-    if !plan.outcome.changed {
+    for target in &plan.outcome.mode_fixed {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(target, fs::Permissions::from_mode(request.mode)).map_err(|source| {
+            DeployInfoError::Io {
+                action: "set the mode of",
+                path: target.clone(),
+                source,
+            }
+        })?;
+    }
+    if !plan.outcome.changed || !plan.outcome.mode_fixed.is_empty() {
         return Ok(plan.outcome);
     }
     // Under the lock, any temp file beside ours is a killed writer's.
@@ -969,14 +982,24 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
         .as_ref()
         .filter(|c| c.same_deploy(&request.record) && !request.force);
     if let Some(current) = unchanged {
+        // Same deploy: only a mode that differs from the one asked for changes.
+        let mode_fixed: Vec<PathBuf> = std::iter::once(&record_target)
+            .chain(history_target.as_ref())
+            .filter(|t| {
+                use std::os::unix::fs::PermissionsExt;
+                fs::metadata(t).is_ok_and(|m| m.permissions().mode() & 0o7777 != request.mode)
+            })
+            .cloned()
+            .collect();
         let outcome = WriteOutcome {
-            changed: false,
+            changed: !mode_fixed.is_empty(),
             path: request.path.clone(),
             history_path: history_target.is_some().then_some(history_file),
             record: current.clone(),
             history,
             after: before.clone(),
             before,
+            mode_fixed,
         };
         return Ok(Plan {
             outcome,
@@ -1010,6 +1033,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
         history,
         before,
         after,
+        mode_fixed: Vec::new(),
     };
     Ok(Plan {
         outcome,
@@ -1145,6 +1169,17 @@ pub fn write_module(args: &mut ModuleArgs) -> Result<Map<String, Value>, Failure
     );
     let msg = match (outcome.changed, check_mode) {
         (false, _) => format!("`{path}` already records {what}; nothing to write"),
+        (true, _) if !outcome.mode_fixed.is_empty() => format!(
+            "`{path}` already records {what}; {} the mode of {} to {:04o}",
+            if check_mode { "would set" } else { "set" },
+            outcome
+                .mode_fixed
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(" and "),
+            request.mode
+        ),
         (true, true) => format!("would record {what} in `{path}`"),
         (true, false) => format!("recorded {what} in `{path}`"),
     };
