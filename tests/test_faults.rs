@@ -1,0 +1,797 @@
+//! Every binary that talks to a registry, through the fault server in front
+//! of the real registry: added latency, 5xx bursts, 429 with and without
+//! `Retry-After`, connections reset mid-body, a stalled body, bodies that do
+//! not match their digest, a server that accepts and never answers.
+//!
+//! What holds (DESIGN.md, "Registry access"): transient faults are retried
+//! and the answer is the one the registry gives without faults; what retries
+//! cannot cure ends within `--timeout` with the documented exit code (5:
+//! registry unreachable or broken), one `error:` line on stderr and nothing
+//! on stdout; a body that does not match its digest is an error, never a
+//! result, and is never cached; an interrupted `--apply` leaves the digests
+//! it must keep, and a rerun completes.
+//!
+//! `tests/test_resolve_digest.rs` already shows the simplest cases for
+//! `resolve_digest` (one 503, one 429 with `Retry-After: 1`, one truncated
+//! manifest, a mismatching manifest, a server that hangs at once); these
+//! tests go further and cover the other binaries.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::fault::{Action, FaultServer, Req, Resp};
+use common::*;
+use serde_json::Value;
+
+const RESOLVE: &str = env!("CARGO_BIN_EXE_resolve_digest");
+const IMAGES: &str = env!("CARGO_BIN_EXE_images_overview");
+const REGISTRY: &str = env!("CARGO_BIN_EXE_registry_overview");
+const UNTAG: &str = env!("CARGO_BIN_EXE_registry_untag");
+
+/// One injected fault.
+#[derive(Debug, Clone)]
+enum Fault {
+    /// Answer this status with a registry error body, without forwarding.
+    Status(u16),
+    /// Answer this status with this `Retry-After` value.
+    RetryAfter(u16, String),
+    /// Forward, send the headers and this many body bytes, then reset.
+    Reset(usize),
+    /// Accept and never answer.
+    Hang,
+    /// Wait, then forward.
+    Delay(Duration),
+    /// Forward and append a byte to the body (headers kept): the body no
+    /// longer matches its digest.
+    Corrupt,
+    /// Forward (the registry acts on it), then lose the answer: 503.
+    LoseAnswer,
+}
+
+impl Fault {
+    fn action(&self) -> Action {
+        match self {
+            Fault::Status(s) => Action::Respond(Resp::new(
+                *s,
+                format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"injected {s}"}}]}}"#),
+            )),
+            Fault::RetryAfter(s, v) => Action::Respond(Resp::new(*s, "slow down").header("Retry-After", v)),
+            Fault::Reset(n) => Action::Truncate(*n),
+            Fault::Hang => Action::Hang,
+            Fault::Delay(d) => Action::Delay(*d),
+            Fault::Corrupt => Action::Mutate(Box::new(|mut r: Resp| {
+                r.body.push(b' ');
+                r
+            })),
+            Fault::LoseAnswer => Action::Mutate(Box::new(|_| Resp::new(503, "answer lost"))),
+        }
+    }
+}
+
+/// Which requests a rule applies to, and how many times.
+struct Rule {
+    method: &'static str,
+    path: &'static str,
+    fault: Fault,
+    left: usize,
+}
+
+/// `times` of `fault` on requests with `method` (`*` for any) whose path
+/// contains `path`; `usize::MAX` for always.
+fn rule(method: &'static str, path: &'static str, fault: Fault, times: usize) -> Rule {
+    Rule {
+        method,
+        path,
+        fault,
+        left: times,
+    }
+}
+
+/// A fault server in front of `upstream` that applies the first matching
+/// rule with uses left (consuming one), else forwards. `on` turns all
+/// faults off for a rerun.
+struct Faulty {
+    server: FaultServer,
+    on: Arc<AtomicBool>,
+}
+
+impl Faulty {
+    fn start(upstream: &str, rules: Vec<Rule>) -> Faulty {
+        let rules = Arc::new(Mutex::new(rules));
+        let on = Arc::new(AtomicBool::new(true));
+        let on2 = on.clone();
+        let me: Arc<std::sync::OnceLock<String>> = Arc::default();
+        let me2 = me.clone();
+        let upstream_url = format!("http://{upstream}/");
+        let server = FaultServer::start(
+            Some(upstream.to_string()),
+            Arc::new(move |req: &Req| {
+                // The registry's upload `Location` names the host it was
+                // asked on, which is the upstream: point it back here, as
+                // a reverse proxy would.
+                if req.path.contains("/blobs/uploads") {
+                    let (from, to) = (upstream_url.clone(), format!("http://{}/", me2.get().unwrap()));
+                    return Action::Mutate(Box::new(move |mut r: Resp| {
+                        for (k, v) in r.headers.iter_mut() {
+                            if k.eq_ignore_ascii_case("location") {
+                                *v = v.replace(&from, &to);
+                            }
+                        }
+                        r
+                    }));
+                }
+                if !on2.load(Ordering::SeqCst) {
+                    return Action::Forward;
+                }
+                let mut rules = rules.lock().unwrap();
+                for r in rules.iter_mut() {
+                    if r.left > 0 && (r.method == "*" || r.method == req.method) && req.path.contains(r.path) {
+                        r.left = r.left.saturating_sub(if r.left == usize::MAX { 0 } else { 1 });
+                        return r.fault.action();
+                    }
+                }
+                Action::Forward
+            }),
+        );
+        me.set(server.host.clone()).unwrap();
+        Faulty { server, on }
+    }
+
+    fn host(&self) -> &str {
+        &self.server.host
+    }
+
+    fn off(&self) {
+        self.on.store(false, Ordering::SeqCst);
+    }
+
+    /// Requests received whose method is `method` and path contains `path`.
+    fn count(&self, method: &str, path: &str) -> usize {
+        self.server
+            .requests()
+            .iter()
+            .filter(|r| (method == "*" || r.method == method) && r.path.contains(path))
+            .count()
+    }
+}
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+    took: Duration,
+}
+
+fn run(env: &Env, bin: &str, args: &[&str]) -> Run {
+    let start = Instant::now();
+    let o = env.run(bin, args);
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: stdout(&o),
+        err: stderr(&o),
+        took: start.elapsed(),
+    }
+}
+
+/// A failure as DESIGN.md says: `code`, nothing on stdout, one `error:`
+/// line first on stderr, no panic.
+fn assert_failure(r: &Run, code: i32, what: &str) {
+    assert_eq!(r.code, code, "{what}: exit {}; stderr:\n{}", r.code, r.err);
+    assert_eq!(r.out, "", "{what}: nothing on stdout on failure");
+    assert!(r.err.starts_with("error: "), "{what}: {}", r.err);
+    assert_eq!(r.err.matches("error: ").count(), 1, "{what}: one error line: {}", r.err);
+    assert!(!r.err.contains("panicked"), "{what}: {}", r.err);
+}
+
+fn json(r: &Run, what: &str) -> Value {
+    assert_eq!(r.code, 0, "{what}: exit {}; stderr:\n{}", r.code, r.err);
+    serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", r.out))
+}
+
+/// A registry with `acme/web` (tags `1111111`, `2222222`, `latest` = the
+/// second) and `acme/api` (tag `3333333`).
+fn registry_with_images() -> Registry {
+    let reg = Registry::start();
+    push(
+        &reg.repo("acme/web:1111111"),
+        &labelled(&revision("1111111"), "first", "2026-01-25T01:00:00Z"),
+    );
+    let second = labelled(&revision("2222222"), "second", "2026-01-26T01:00:00Z");
+    push(&reg.repo("acme/web:2222222"), &second);
+    push(&reg.repo("acme/web:latest"), &second);
+    push(
+        &reg.repo("acme/api:3333333"),
+        &labelled(&revision("3333333"), "api", "2026-01-27T01:00:00Z"),
+    );
+    reg
+}
+
+/// A server that answers every request with headers announcing 1000 body
+/// bytes, sends 10, and then stalls with the connection open.
+fn stalling_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let Ok(mut sock) = sock else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf);
+                let _ = sock.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json\r\n\
+                      Content-Length: 1000\r\n\r\n{\"schemaV",
+                );
+                let _ = sock.flush();
+                std::thread::sleep(Duration::from_secs(60));
+            });
+        }
+    });
+    host
+}
+
+// ---- resolve_digest -------------------------------------------------------
+
+#[test]
+fn resolve_digest_recovers_from_latency_5xx_bursts_429s_and_resets_with_the_exact_facts() {
+    let reg = registry_with_images();
+    let baseline = json(
+        &run(
+            &Env::new(),
+            RESOLVE,
+            &[&reg.repo("acme/web:2222222"), "--deployed-by", "a@b"],
+        ),
+        "without faults",
+    );
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("GET", "/manifests/", Fault::Status(502), 1),
+            rule("GET", "/manifests/", Fault::Status(504), 1),
+            rule("GET", "/manifests/", Fault::Status(429), 1),
+            rule("GET", "/manifests/", Fault::Reset(5), 1),
+            rule("GET", "/blobs/", Fault::RetryAfter(503, "0".into()), 1),
+            rule("GET", "/blobs/", Fault::Reset(0), 1),
+            rule("GET", "/blobs/", Fault::Status(408), 1),
+            rule("*", "/", Fault::Delay(Duration::from_millis(150)), usize::MAX),
+        ],
+    );
+    let r = run(
+        &Env::new(),
+        RESOLVE,
+        &[
+            &format!("{}/acme/web:2222222", faulty.host()),
+            "--deployed-by",
+            "a@b",
+            "--timeout",
+            "20",
+        ],
+    );
+    let mut got = json(&r, "under faults");
+    assert_eq!(got["image"], format!("{}/acme/web", faulty.host()));
+    got["image"] = baseline["image"].clone();
+    assert_eq!(got, baseline, "the same facts as without faults");
+    // Four failed manifest GETs, then the good one; three failed blob GETs, then the good one.
+    assert_eq!(faulty.count("GET", "/manifests/"), 5);
+    assert_eq!(faulty.count("GET", "/blobs/"), 4);
+    assert!(!r.err.contains("error"), "{}", r.err);
+}
+
+#[test]
+fn resolve_digest_429_without_retry_after_backs_off() {
+    let reg = registry_with_images();
+    let faulty = Faulty::start(&reg.host, vec![rule("GET", "/manifests/", Fault::Status(429), 3)]);
+    let r = run(
+        &Env::new(),
+        RESOLVE,
+        &[&format!("{}/acme/web:1111111", faulty.host()), "--timeout", "20"],
+    );
+    let f = json(&r, "429 x3");
+    assert_eq!(f["tag"], "1111111");
+    assert_eq!(faulty.count("GET", "/manifests/"), 4);
+    // Backoff 100 ms, 200 ms, 400 ms (plus jitter): not hammered, not slow.
+    assert!(
+        r.took >= Duration::from_millis(700) && r.took < Duration::from_secs(5),
+        "took {:?}",
+        r.took
+    );
+}
+
+#[test]
+fn resolve_digest_retry_after_beyond_the_deadline_gives_up_at_once_with_exit_5() {
+    let reg = registry_with_images();
+    for retry_after in ["30", "Fri, 31 Dec 9999 23:59:59 GMT"] {
+        let faulty = Faulty::start(
+            &reg.host,
+            vec![rule(
+                "*",
+                "/manifests/",
+                Fault::RetryAfter(429, retry_after.into()),
+                usize::MAX,
+            )],
+        );
+        let r = run(
+            &Env::new(),
+            RESOLVE,
+            &[&format!("{}/acme/web:1111111", faulty.host()), "--timeout", "2"],
+        );
+        assert_failure(&r, 5, retry_after);
+        assert!(r.err.contains("answered 429"), "{}", r.err);
+        assert!(r.err.contains("gave up after 1 attempts within 2 s"), "{}", r.err);
+        assert!(
+            r.took < Duration::from_secs(2),
+            "waiting cannot help: took {:?}",
+            r.took
+        );
+        assert_eq!(faulty.count("*", "/manifests/"), 1);
+    }
+}
+
+#[test]
+fn resolve_digest_absurd_retry_after_values_never_panic() {
+    let reg = registry_with_images();
+    // Larger than any deadline `Instant` can hold, a negative number, junk.
+    for retry_after in ["18446744073709551615", "99999999999999999999", "-1", "soon", ""] {
+        let faulty = Faulty::start(
+            &reg.host,
+            vec![rule(
+                "*",
+                "/manifests/",
+                Fault::RetryAfter(503, retry_after.into()),
+                usize::MAX,
+            )],
+        );
+        let r = run(
+            &Env::new(),
+            RESOLVE,
+            &[&format!("{}/acme/web:1111111", faulty.host()), "--timeout", "1"],
+        );
+        assert_failure(&r, 5, retry_after);
+        assert!(r.err.contains("answered 503"), "{retry_after:?}: {}", r.err);
+        assert!(r.took < Duration::from_secs(3), "{retry_after:?}: took {:?}", r.took);
+    }
+}
+
+#[test]
+fn resolve_digest_persistent_faults_end_within_the_timeout_with_exit_5() {
+    let reg = registry_with_images();
+    let target = |f: &Faulty| format!("{}/acme/web:1111111", f.host());
+    // Every manifest request fails: retried with backoff until the deadline.
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("*", "/manifests/", Fault::Status(503), usize::MAX)],
+    );
+    let r = run(&Env::new(), RESOLVE, &[&target(&faulty), "--timeout", "2"]);
+    assert_failure(&r, 5, "persistent 503");
+    assert!(
+        r.err.contains("answered 503 to GET /v2/acme/web/manifests/1111111"),
+        "{}",
+        r.err
+    );
+    assert!(r.err.contains("gave up after"), "{}", r.err);
+    assert!(r.took < Duration::from_millis(3500), "took {:?}", r.took);
+    let attempts = faulty.count("*", "/manifests/");
+    assert!(
+        (3..=12).contains(&attempts),
+        "retried with backoff: {attempts} attempts"
+    );
+
+    // Every connection reset mid-body.
+    let faulty = Faulty::start(&reg.host, vec![rule("*", "/manifests/", Fault::Reset(3), usize::MAX)]);
+    let r = run(&Env::new(), RESOLVE, &[&target(&faulty), "--timeout", "2"]);
+    assert_failure(&r, 5, "persistent reset");
+    assert!(
+        r.err.contains("cannot reach") || r.err.contains("within 2 s"),
+        "{}",
+        r.err
+    );
+    assert!(r.took < Duration::from_millis(3500), "took {:?}", r.took);
+
+    // The manifest is served, then the config blob request hangs.
+    let faulty = Faulty::start(&reg.host, vec![rule("*", "/blobs/", Fault::Hang, usize::MAX)]);
+    let r = run(&Env::new(), RESOLVE, &[&target(&faulty), "--timeout", "2"]);
+    assert_failure(&r, 5, "hang on the blob");
+    assert!(r.err.contains("gave no usable answer within 2 s"), "{}", r.err);
+    assert!(
+        r.took >= Duration::from_secs(2) && r.took < Duration::from_secs(4),
+        "took {:?}",
+        r.took
+    );
+
+    // Every answer takes longer than the deadline.
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("*", "/", Fault::Delay(Duration::from_secs(5)), usize::MAX)],
+    );
+    let r = run(&Env::new(), RESOLVE, &[&target(&faulty), "--timeout", "1500ms"]);
+    assert_failure(&r, 5, "latency beyond the deadline");
+    assert!(r.took < Duration::from_secs(3), "took {:?}", r.took);
+
+    // Headers, a few body bytes, then silence with the connection open.
+    let stall = stalling_server();
+    let r = run(
+        &Env::new(),
+        RESOLVE,
+        &[&format!("{stall}/acme/web:1111111"), "--timeout", "2"],
+    );
+    assert_failure(&r, 5, "stalled body");
+    assert!(r.took < Duration::from_secs(4), "took {:?}", r.took);
+
+    // Not transient: 501 and 400 are not retried.
+    for status in [501, 400] {
+        let faulty = Faulty::start(
+            &reg.host,
+            vec![rule("*", "/manifests/", Fault::Status(status), usize::MAX)],
+        );
+        let r = run(&Env::new(), RESOLVE, &[&target(&faulty), "--timeout", "5"]);
+        assert_failure(&r, 5, &format!("{status}"));
+        assert_eq!(faulty.count("*", "/manifests/"), 1, "{status} is not retried");
+    }
+}
+
+#[test]
+fn resolve_digest_config_blob_not_matching_its_digest_is_never_used_nor_cached() {
+    let reg = registry_with_images();
+    let baseline = json(
+        &run(
+            &Env::new(),
+            RESOLVE,
+            &[&reg.repo("acme/web:1111111"), "--deployed-by", "a@b"],
+        ),
+        "without faults",
+    );
+    let faulty = Faulty::start(&reg.host, vec![rule("GET", "/blobs/", Fault::Corrupt, usize::MAX)]);
+    // One environment, so one cache, for both runs.
+    let env = Env::new();
+    let target = format!("{}/acme/web:1111111", faulty.host());
+    let r = run(&env, RESOLVE, &[&target, "--deployed-by", "a@b", "--timeout", "5"]);
+    assert_failure(&r, 5, "corrupt blob");
+    assert!(r.err.contains("blob `"), "{}", r.err);
+    assert!(r.err.contains("does not match its digest"), "{}", r.err);
+    assert_eq!(
+        faulty.count("GET", "/blobs/"),
+        1,
+        "a wrong body is not a transient fault"
+    );
+    // Faults gone: the rerun completes with the registry's answer, so the
+    // corrupt body was not cached.
+    faulty.off();
+    let mut f = json(&run(&env, RESOLVE, &[&target, "--deployed-by", "a@b"]), "rerun");
+    f["image"] = baseline["image"].clone();
+    assert_eq!(f, baseline);
+}
+
+// ---- images_overview --------------------------------------------------------
+
+fn images_tags(r: &Run, what: &str) -> Value {
+    json(r, what)["tags"].clone()
+}
+
+#[test]
+fn images_overview_under_transient_faults_gives_the_fault_free_answer() {
+    let reg = registry_with_images();
+    let baseline = images_tags(
+        &run(&Env::new(), IMAGES, &["dev", &reg.repo("acme/web"), "--json"]),
+        "without faults",
+    );
+    assert_eq!(baseline.as_array().unwrap().len(), 3);
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("GET", "/tags/list", Fault::Status(503), 2),
+            rule("GET", "/tags/list", Fault::Reset(4), 1),
+            rule("GET", "/manifests/", Fault::Status(502), 2),
+            rule("GET", "/manifests/", Fault::RetryAfter(429, "1".into()), 1),
+            rule("GET", "/manifests/", Fault::Reset(10), 2),
+            rule("GET", "/blobs/", Fault::Status(500), 2),
+            rule("GET", "/blobs/", Fault::Reset(1), 1),
+            rule("*", "/", Fault::Delay(Duration::from_millis(100)), usize::MAX),
+        ],
+    );
+    let r = run(
+        &Env::new(),
+        IMAGES,
+        &[
+            "dev",
+            &format!("{}/acme/web", faulty.host()),
+            "--json",
+            "--timeout",
+            "20",
+        ],
+    );
+    assert_eq!(images_tags(&r, "under faults"), baseline);
+    assert_eq!(faulty.count("GET", "/tags/list"), 4);
+    assert!(
+        r.took >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured: {:?}",
+        r.took
+    );
+}
+
+#[test]
+fn images_overview_persistent_faults_exit_5_within_the_timeout() {
+    let reg = registry_with_images();
+    let cases: Vec<(&str, Vec<Rule>, &str)> = vec![
+        (
+            "tag list always 500",
+            vec![rule("*", "/tags/list", Fault::Status(500), usize::MAX)],
+            "answered 500",
+        ),
+        (
+            "manifests hang",
+            vec![rule("*", "/manifests/", Fault::Hang, usize::MAX)],
+            "within 2 s",
+        ),
+        (
+            "manifest bodies do not match their digest",
+            vec![rule("GET", "/manifests/", Fault::Corrupt, usize::MAX)],
+            "does not match its digest",
+        ),
+        (
+            "config blobs do not match their digest",
+            vec![rule("GET", "/blobs/", Fault::Corrupt, usize::MAX)],
+            "does not match its digest",
+        ),
+        (
+            "config blobs reset",
+            vec![rule("GET", "/blobs/", Fault::Reset(2), usize::MAX)],
+            "",
+        ),
+    ];
+    for (what, rules, message) in cases {
+        let faulty = Faulty::start(&reg.host, rules);
+        let r = run(
+            &Env::new(),
+            IMAGES,
+            &[
+                "dev",
+                &format!("{}/acme/web", faulty.host()),
+                "--json",
+                "--timeout",
+                "2",
+            ],
+        );
+        assert_failure(&r, 5, what);
+        assert!(r.err.contains(message), "{what}: {}", r.err);
+        // Each operation has its own deadline; the tags are read side by side.
+        assert!(r.took < Duration::from_secs(5), "{what}: took {:?}", r.took);
+        // The rerun without faults completes.
+        faulty.off();
+        let again = run(
+            &Env::new(),
+            IMAGES,
+            &["dev", &format!("{}/acme/web", faulty.host()), "--json"],
+        );
+        assert_eq!(images_tags(&again, what).as_array().unwrap().len(), 3);
+    }
+}
+
+#[test]
+fn images_overview_refuses_a_next_page_on_another_host_which_receives_nothing() {
+    let reg = registry_with_images();
+    let elsewhere = FaultServer::start(Some(reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    let link = format!(
+        "<http://{}/v2/acme/web/tags/list?last=1111111&n=1>; rel=\"next\"",
+        elsewhere.host
+    );
+    let server = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(move |req: &Req| {
+            if req.path.contains("/tags/list") {
+                Action::Respond(
+                    Resp::new(200, r#"{"name":"acme/web","tags":["1111111"]}"#)
+                        .header("Content-Type", "application/json")
+                        .header("Link", &link),
+                )
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let r = run(
+        &Env::new(),
+        IMAGES,
+        &["dev", &format!("{}/acme/web", server.host), "--json", "--timeout", "5"],
+    );
+    assert_failure(&r, 5, "Link to another host");
+    assert!(r.err.contains("next page on another host"), "{}", r.err);
+    assert!(elsewhere.requests().is_empty(), "{:?}", elsewhere.requests());
+}
+
+// ---- registry_overview ------------------------------------------------------
+
+#[test]
+fn registry_overview_under_transient_faults_gives_the_fault_free_answer() {
+    let reg = registry_with_images();
+    let repos = |r: &Run, what: &str| json(r, what)["repositories"].clone();
+    let baseline = repos(&run(&Env::new(), REGISTRY, &[&reg.host, "--json"]), "without faults");
+    assert_eq!(baseline.as_array().unwrap().len(), 2);
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("GET", "/_catalog", Fault::Status(503), 2),
+            rule("GET", "/_catalog", Fault::RetryAfter(429, "0".into()), 1),
+            rule("GET", "/_catalog", Fault::Reset(3), 1),
+            rule("GET", "/tags/list", Fault::Status(500), 2),
+            rule("GET", "/manifests/", Fault::Reset(7), 3),
+            rule("GET", "/blobs/", Fault::Status(504), 3),
+            rule("*", "/", Fault::Delay(Duration::from_millis(50)), usize::MAX),
+        ],
+    );
+    let r = run(&Env::new(), REGISTRY, &[faulty.host(), "--json", "--timeout", "20"]);
+    assert_eq!(repos(&r, "under faults"), baseline);
+    assert_eq!(faulty.count("GET", "/_catalog"), 5);
+}
+
+#[test]
+fn registry_overview_persistent_faults_exit_5_within_the_timeout() {
+    let reg = registry_with_images();
+    for (what, rules) in [
+        ("catalog hangs", vec![rule("*", "/_catalog", Fault::Hang, usize::MAX)]),
+        (
+            "catalog always 503",
+            vec![rule("*", "/_catalog", Fault::Status(503), usize::MAX)],
+        ),
+        (
+            "manifests do not match their digest",
+            vec![rule("GET", "/manifests/", Fault::Corrupt, usize::MAX)],
+        ),
+        ("blobs hang", vec![rule("*", "/blobs/", Fault::Hang, usize::MAX)]),
+    ] {
+        let faulty = Faulty::start(&reg.host, rules);
+        let r = run(&Env::new(), REGISTRY, &[faulty.host(), "--json", "--timeout", "2"]);
+        assert_failure(&r, 5, what);
+        assert!(r.took < Duration::from_secs(5), "{what}: took {:?}", r.took);
+    }
+}
+
+#[test]
+fn registry_overview_refuses_a_catalog_page_on_another_host_which_receives_nothing() {
+    let reg = registry_with_images();
+    let elsewhere = FaultServer::start(Some(reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    // Same address, other port: another origin all the same.
+    let link = format!(
+        "<http://{}/v2/_catalog?last=acme%2Fapi&n=1>; rel=\"next\"",
+        elsewhere.host
+    );
+    let server = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(move |req: &Req| {
+            if req.path.contains("/_catalog") {
+                Action::Respond(
+                    Resp::new(200, r#"{"repositories":["acme/api"]}"#)
+                        .header("Content-Type", "application/json")
+                        .header("Link", &link),
+                )
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let r = run(&Env::new(), REGISTRY, &[&server.host, "--json", "--timeout", "5"]);
+    assert_failure(&r, 5, "catalog Link to another host");
+    assert!(r.err.contains("next page on another host `127.0.0.1`"), "{}", r.err);
+    assert!(elsewhere.requests().is_empty(), "{:?}", elsewhere.requests());
+}
+
+// ---- registry_untag -----------------------------------------------------------
+
+fn tags(reg: &Registry, repo: &str) -> Vec<String> {
+    let body = reqwest::blocking::get(format!("http://{}/v2/{repo}/tags/list", reg.host))
+        .unwrap()
+        .text()
+        .unwrap();
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let mut t: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default();
+    t.sort();
+    t
+}
+
+/// The digest `reference` (tag or digest) resolves to, straight from the registry.
+fn manifest_digest(reg: &Registry, repo: &str, reference: &str) -> Option<String> {
+    let r = reqwest::blocking::Client::new()
+        .head(format!("http://{}/v2/{repo}/manifests/{reference}", reg.host))
+        .header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json",
+        )
+        .send()
+        .unwrap();
+    r.status()
+        .is_success()
+        .then(|| r.headers()["docker-content-digest"].to_str().unwrap().to_string())
+}
+
+#[test]
+fn registry_untag_under_transient_faults_and_lost_answers_removes_only_the_tag() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "2222222").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("HEAD", "/manifests/", Fault::Status(503), 2),
+            rule("GET", "/tags/list", Fault::Reset(2), 1),
+            rule("DELETE", "/manifests/", Fault::Status(502), 1),
+            // The registry acts, the answer is lost: the retry must cope.
+            rule("PUT", "/manifests/", Fault::LoseAnswer, 1),
+            rule("DELETE", "/manifests/sha256:", Fault::LoseAnswer, 1),
+            rule("*", "/", Fault::Delay(Duration::from_millis(50)), usize::MAX),
+        ],
+    );
+    let r = run(
+        &Env::new(),
+        UNTAG,
+        &[
+            &format!("{}/acme/web:latest", faulty.host()),
+            "--apply",
+            "--json",
+            "--timeout",
+            "20",
+        ],
+    );
+    let v = json(&r, "untag under faults");
+    assert_eq!(v[0]["digest"], d2);
+    assert_eq!(v[0]["remaining_tags"], serde_json::json!(["2222222"]));
+    assert_eq!(v[0]["applied"], true);
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222"]);
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", &d2).as_deref(),
+        Some(d2.as_str()),
+        "the digest stays"
+    );
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "2222222").as_deref(),
+        Some(d2.as_str()),
+        "its other tag still points to it"
+    );
+}
+
+#[test]
+fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "2222222").unwrap();
+    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
+    // Each stage in turn never answers; then a rerun without faults.
+    for (stage, method, path) in [
+        ("HEAD of the tag", "HEAD", "/manifests/latest"),
+        ("tag list", "GET", "/tags/list"),
+        ("placeholder PUT", "PUT", "/manifests/latest"),
+        ("placeholder DELETE", "DELETE", "/manifests/sha256:"),
+    ] {
+        push(
+            &reg.repo("acme/web:latest"),
+            &labelled(&revision("2222222"), "second", "2026-01-26T01:00:00Z"),
+        );
+        assert_eq!(
+            manifest_digest(&reg, "acme/web", "latest").as_deref(),
+            Some(d2.as_str())
+        );
+        let faulty = Faulty::start(&reg.host, vec![rule(method, path, Fault::Hang, usize::MAX)]);
+        let target = format!("{}/acme/web:latest", faulty.host());
+        let r = run(&Env::new(), UNTAG, &[&target, "--apply", "--timeout", "1"]);
+        assert_failure(&r, 5, stage);
+        assert!(r.took < Duration::from_secs(3), "{stage}: took {:?}", r.took);
+        for d in [&d1, &d2] {
+            assert_eq!(
+                manifest_digest(&reg, "acme/web", d).as_deref(),
+                Some(d.as_str()),
+                "{stage}: digest {d} stays"
+            );
+        }
+        faulty.off();
+        let r = run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]);
+        assert_eq!(json(&r, stage)[0]["applied"], true, "{stage}");
+        assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222"], "{stage}");
+        assert_eq!(
+            manifest_digest(&reg, "acme/web", "2222222").as_deref(),
+            Some(d2.as_str())
+        );
+    }
+}
