@@ -795,3 +795,128 @@ fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
         );
     }
 }
+
+// ---- registry_cleanup -----------------------------------------------------------
+
+const CLEANUP: &str = env!("CARGO_BIN_EXE_registry_cleanup");
+
+/// `acme/web` with `p1` (deployed in dev), `latest` (kept by tag), `n1` (the
+/// newest: kept by keep_last 1) and `o1`..`o3` (to delete); a policy and the
+/// dev deploy state naming images on `host` (the fault server's).
+struct CleanupFixture {
+    reg: Registry,
+    dir: tempfile::TempDir,
+    digests: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl CleanupFixture {
+    fn new() -> CleanupFixture {
+        let reg = Registry::start();
+        let mut digests = std::collections::BTreeMap::new();
+        for (name, day) in [("p1", 1), ("latest", 2), ("o1", 3), ("o2", 4), ("o3", 5), ("n1", 10)] {
+            let d = push(
+                &reg.repo(&format!("acme/web:{name}")),
+                &labelled(
+                    &revision(&format!("{day:07}")),
+                    name,
+                    &format!("2025-01-{day:02}T00:00:00Z"),
+                ),
+            );
+            digests.insert(name, d.to_string());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("policy.yml"),
+            "workspaces: [dev]\ndefaults: {keep_last: 1, keep_younger_than: 0s, keep_tags: ['^latest$'], \
+             protect_history: 1, keep_undated: true}\n",
+        )
+        .unwrap();
+        CleanupFixture { reg, dir, digests }
+    }
+
+    fn run(&self, host: &str, args: &[&str]) -> Run {
+        let state = serde_json::json!({"workspace": "dev", "collected_at": "2025-03-02T00:00:00Z", "hosts": ["web1"],
+            "records": [{"host": "web1", "path": "/opt/acme/web/deploy-info.yml", "app": "web", "workspace": "dev",
+                "image": format!("{host}/acme/web"), "tag": "p1", "digest": self.digests["p1"],
+                "deployed_at": "2025-03-01T00:00:00Z", "history": []}]});
+        let state_file = self.dir.path().join("dev.json");
+        std::fs::write(&state_file, state.to_string()).unwrap();
+        let policy = self.dir.path().join("policy.yml");
+        let mut all = vec![
+            host,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            state_file.to_str().unwrap(),
+        ];
+        all.extend_from_slice(args);
+        run(&Env::new(), CLEANUP, &all)
+    }
+
+    /// The fixture names whose digest is still served.
+    fn present(&self) -> Vec<&'static str> {
+        self.digests
+            .iter()
+            .filter(|(_, d)| manifest_digest(&self.reg, "acme/web", d).is_some())
+            .map(|(n, _)| *n)
+            .collect()
+    }
+}
+
+#[test]
+fn registry_cleanup_apply_under_faults_never_deletes_what_it_keeps_and_a_rerun_completes() {
+    let f = CleanupFixture::new();
+    let all = ["latest", "n1", "o1", "o2", "o3", "p1"];
+    let kept = ["latest", "n1", "p1"];
+    // A scan that cannot be trusted (a manifest body that does not match its
+    // digest): exit 5 and not one DELETE.
+    let faulty = Faulty::start(
+        &f.reg.host,
+        vec![rule("GET", "/manifests/", Fault::Corrupt, usize::MAX)],
+    );
+    let r = f.run(faulty.host(), &["--apply", "--timeout", "2"]);
+    assert_failure(&r, 5, "corrupt manifests");
+    assert_eq!(faulty.count("DELETE", "/"), 0);
+    assert_eq!(f.present(), all);
+
+    // Transient faults everywhere, answers lost after the registry acted,
+    // and one DELETE that never returns.
+    let faulty = Faulty::start(
+        &f.reg.host,
+        vec![
+            rule("GET", "/_catalog", Fault::Status(503), 2),
+            rule("GET", "/tags/list", Fault::Status(502), 2),
+            rule("GET", "/tags/list", Fault::Reset(3), 1),
+            rule("GET", "/manifests/", Fault::Reset(8), 2),
+            rule("HEAD", "/manifests/", Fault::Status(503), 2),
+            rule("GET", "/blobs/", Fault::RetryAfter(429, "0".into()), 2),
+            rule("DELETE", "/manifests/", Fault::Status(503), 1),
+            rule("DELETE", "/manifests/", Fault::LoseAnswer, 1),
+            rule("DELETE", "/manifests/", Fault::Hang, 1),
+            rule("*", "/", Fault::Delay(Duration::from_millis(30)), usize::MAX),
+        ],
+    );
+    let r = f.run(
+        faulty.host(),
+        &["--apply", "--json", "--timeout", "2", "--concurrency", "1"],
+    );
+    assert_eq!(r.code, 5, "a DELETE that never answered: {}", r.err);
+    assert!(!r.err.contains("panicked"), "{}", r.err);
+    let present = f.present();
+    for k in kept {
+        assert!(
+            present.contains(&k),
+            "`{k}` must never be deleted: present {present:?}\n{}",
+            r.err
+        );
+    }
+    // Faults gone: the rerun completes, and deletes exactly the rest.
+    faulty.off();
+    let r = f.run(faulty.host(), &["--apply", "--json"]);
+    let v = json(&r, "rerun");
+    assert_eq!(f.present(), kept, "{v}");
+    // A third run has nothing left to do.
+    let r = f.run(faulty.host(), &["--apply", "--json"]);
+    json(&r, "third run");
+    assert_eq!(f.present(), kept);
+}
