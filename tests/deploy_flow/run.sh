@@ -343,6 +343,8 @@ deploy_app_compose_src: $tmp/compose.yml
 deploy_app_healthcheck_command: []"
 run compose "$task" deploy -- test "$repo" "$T1"
 { [ "$rc" -eq 0 ] && both_digest "$D1"; }; verdict "the compose runtime deploys and records"
+{ grep -A3 'Start the app with docker compose' "$log" | grep -q '^changed: \[test-web1\]'; }
+verdict "a compose run that starts containers reports changed"
 check "the compose runtime runs 'compose --file compose.yml --env-file .env up --detach --wait'" grep -qF "compose --file compose.yml --env-file $(app_dir test-web1)/.env up --detach --wait --wait-timeout 120 --remove-orphans" "$(app_dir test-web1)/compose-calls.log"
 check "the compose file is copied into the app directory" cmp -s "$tmp/compose.yml" "$(app_dir test-web2)/compose.yml"
 run compose-again "$task" deploy -- test "$repo" "$T1"
