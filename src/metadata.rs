@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, NaiveDateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 pub const LABEL_REVISION: &str = "org.opencontainers.image.revision";
@@ -113,6 +113,16 @@ pub enum Created {
 /// allowed) or the legacy CI form `YYYY-MM-DD HH:MM:SS` (taken as UTC).
 pub fn normalize_created(raw: &str) -> Created {
     let s = raw.trim();
+    // RFC 3339 has four-digit years: a time whose UTC year falls outside
+    // them (`0000-01-01T00:30:00+01:00`) could not be written back as one.
+    let writable = |t: DateTime<Utc>| (0..=9999).contains(&t.year());
+    match parse_created(s) {
+        Created::Rfc3339(t) | Created::Legacy(t) if !writable(t) => Created::Raw(s.to_string()),
+        other => other,
+    }
+}
+
+fn parse_created(s: &str) -> Created {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Created::Rfc3339(t.with_timezone(&Utc));
     }
@@ -180,6 +190,35 @@ mod tests {
             Created::Raw("2026-13-25T01:01:33Z".into())
         );
         assert_eq!(format_utc(utc("2026-01-25T01:01:33.9Z")), "2026-01-25T01:01:33Z");
+    }
+
+    #[test]
+    fn normalised_times_read_back() {
+        // Found while writing the `created` fuzz target's invariant:
+        // `0000-01-01T00:30:00+01:00` normalised to `-0001-12-31T23:30:00Z`,
+        // which is not RFC 3339 (and then counted as undated).
+        assert_eq!(
+            normalize_created("0000-01-01T00:30:00+01:00"),
+            Created::Raw("0000-01-01T00:30:00+01:00".into())
+        );
+        for raw in [
+            "0000-01-01T00:30:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+            "2016-12-31T23:59:60Z",
+            "2016-12-31 23:59:60",
+            "+12345-01-01 00:00:00",
+        ] {
+            match normalize_created(raw) {
+                Created::Rfc3339(t) | Created::Legacy(t) => {
+                    let shown = format_utc(t);
+                    assert!(
+                        matches!(normalize_created(&shown), Created::Rfc3339(_)),
+                        "{raw} -> {shown} does not read back"
+                    );
+                }
+                Created::Raw(_) => {}
+            }
+        }
     }
 
     #[test]
