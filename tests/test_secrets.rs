@@ -653,3 +653,38 @@ fn absurd_token_lifetimes_never_panic() {
         assert_eq!(o.status.code(), Some(0), "expires_in {expires_in}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn registry_cleanup_never_shows_the_password_from_any_source() {
+    let reg = auth_registry_with_image();
+    const CLEANUP: &str = env!("CARGO_BIN_EXE_registry_cleanup");
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yml");
+    std::fs::write(&policy, "workspaces: [dev]\ndefaults: {keep_last: 1}\n").unwrap();
+    let state = dir.path().join("dev.json");
+    std::fs::write(
+        &state,
+        r#"{"workspace": "dev", "collected_at": "2025-03-02T00:00:00Z", "hosts": [], "records": []}"#,
+    )
+    .unwrap();
+    let args = [
+        reg.host.as_str(),
+        "--policy",
+        policy.to_str().unwrap(),
+        "--protected",
+        state.to_str().unwrap(),
+        "--json",
+    ];
+    for source in SOURCES {
+        let c = configure(source, &reg.host, AUTH_USER, AUTH_PASSWORD);
+        let what = format!("registry_cleanup with {source}");
+        let (code, out, err) = run_clean(&c, &what, CLEANUP, &args, &secret_forms(AUTH_USER, AUTH_PASSWORD));
+        assert_eq!(code, 0, "{what}: {err}");
+        assert!(serde_json::from_str::<Value>(&out).is_ok(), "{what}: {out}");
+        let wrong = "Wr0ng-cleanup-pa55";
+        let c = configure(source, &reg.host, AUTH_USER, wrong);
+        let what = format!("registry_cleanup with a wrong password from {source}");
+        let (code, out, err) = run_clean(&c, &what, CLEANUP, &args, &secret_forms(AUTH_USER, wrong));
+        assert_eq!((code, out.as_str()), (4, ""), "{what}: {err}");
+    }
+}
