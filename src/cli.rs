@@ -171,6 +171,20 @@ pub fn print_stdout(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// The `main` of a controller binary: parses the arguments (a usage error
+/// exits 2, `--help`/`--version` exit 0), runs `run`, and turns its result
+/// into the exit status.
+pub fn main_with<A: clap::Parser>(run: impl FnOnce(A) -> Result<(), Failure>) -> ExitCode {
+    match A::try_parse() {
+        Ok(args) => finish(run(args)),
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            let _ = e.print();
+            ExitCode::from(code)
+        }
+    }
+}
+
 /// Turns `run()`'s result into the process exit status, reporting a failure.
 pub fn finish(result: Result<(), Failure>) -> ExitCode {
     match result {

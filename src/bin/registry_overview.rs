@@ -43,15 +43,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let code = if e.use_stderr() { cli::EXIT_USAGE } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
-    };
-    cli::finish(run(args))
+    cli::main_with::<Args>(run)
 }
 
 fn run(args: Args) -> Result<(), Failure> {
