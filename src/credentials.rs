@@ -249,6 +249,14 @@ fn from_file(file: &Path, registry: &str, timeout: Option<Duration>) -> Result<O
                 return Ok(Some(Credential::IdentityToken(Secret::new(token))));
             }
             Err(CredentialRetrievalError::NoCredentialConfigured) => continue,
+            // The helper protocol's answer for "nothing stored for this
+            // server" (docker's credsStore says so for every public registry):
+            // not an error, just no credential under this key.
+            Err(CredentialRetrievalError::HelperFailure {
+                ref stdout, ref stderr, ..
+            }) if stdout.contains("credentials not found") || stderr.contains("credentials not found") => {
+                continue;
+            }
             Err(CredentialRetrievalError::HelperFailure { helper, .. }) => {
                 return Err(CredentialError::Helper {
                     helper: helper.trim_start_matches("docker-credential-").to_string(),
@@ -297,6 +305,9 @@ mod tests {
         std::fs::write(&p, format!(r#"{{"auths": {{"{registry_key}": {{"auth": "{enc}"}}}}}}"#)).unwrap();
         p
     }
+
+    /// Held by the tests that change PATH to find a helper script.
+    static PATH_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
     fn basic(u: &str, p: &str) -> Credential {
         Credential::Basic {
@@ -390,8 +401,9 @@ mod tests {
         std::fs::create_dir_all(&cfg).unwrap();
         std::fs::write(cfg.join("config.json"), r#"{"credHelpers": {"reg.example": "leaky"}}"#).unwrap();
         // The helper is found through PATH; extend it for this process only.
+        let _guard = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-        // SAFETY: tests in this module do not read PATH concurrently.
+        // SAFETY: PATH_LOCK serialises the tests of this module that change PATH.
         unsafe { std::env::set_var("PATH", path) };
         let env = LookupEnv {
             docker_config: Some(cfg),
@@ -433,6 +445,34 @@ mod tests {
                  (configured in `{}`)",
                 cfg.display()
             )
+        );
+    }
+
+    #[test]
+    fn a_helper_with_nothing_stored_means_anonymous() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-emptystore");
+        std::fs::write(
+            &helper,
+            "#!/bin/sh\ncat >/dev/null\necho 'credentials not found in native keychain'\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let cfg = dir.path().join("docker");
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("config.json"), r#"{"credsStore": "emptystore"}"#).unwrap();
+        let _guard = PATH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+        // SAFETY: PATH_LOCK serialises the tests of this module that change PATH.
+        unsafe { std::env::set_var("PATH", path) };
+        let env = LookupEnv {
+            docker_config: Some(cfg),
+            ..Default::default()
+        };
+        assert_eq!(
+            lookup("docker.io", &env).unwrap(),
+            (Credential::Anonymous, CredentialSource::Anonymous)
         );
     }
 
