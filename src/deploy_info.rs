@@ -124,6 +124,15 @@ pub enum DeployInfoError {
         target: PathBuf,
         dir: PathBuf,
     },
+    #[error(
+        "`{}` resolves to `{}`, outside the root `{}` (a symlink?); refusing to write there",
+        .dir.display(), .target.display(), .root.display()
+    )]
+    DirOutside {
+        dir: PathBuf,
+        target: PathBuf,
+        root: PathBuf,
+    },
     #[error("`{}` is locked by another deploy-info writer; gave up after {} s", .dir.display(), .waited.as_secs())]
     Locked { dir: PathBuf, waited: Duration },
     #[error("cannot render the deploy-info record as YAML: {0}")]
@@ -139,7 +148,7 @@ impl DeployInfoError {
             | DeployInfoError::TooLarge { path, .. }
             | DeployInfoError::NotAFile { path }
             | DeployInfoError::SymlinkOutside { path, .. } => Some(path),
-            DeployInfoError::Locked { dir, .. } => Some(dir),
+            DeployInfoError::Locked { dir, .. } | DeployInfoError::DirOutside { dir, .. } => Some(dir),
             DeployInfoError::Render(_) => None,
         }
     }
@@ -803,6 +812,9 @@ pub struct WriteRequest {
     pub record: DeployRecord,
     /// The record file: `path`, or `<root>/<org>/<app>/deploy-info.yml`.
     pub path: PathBuf,
+    /// The root the app directory must stay under, when `path` was derived
+    /// from `root`, `org` and `app` (an explicit `path` is taken as given).
+    pub root: Option<PathBuf>,
     /// History entries to keep; 0 leaves `deploy-history.yml` alone.
     pub history_limit: usize,
     /// Permissions of the written files.
@@ -842,15 +854,15 @@ impl WriteRequest {
             None => format_time(now),
         };
         let root = checked_path("root", &args.string("root")?.unwrap_or_else(|| DEFAULT_ROOT.into()))?;
-        let path = match (args.string("path")?, &org) {
+        let (path, root) = match (args.string("path")?, &org) {
             (Some(p), _) => {
                 let path = checked_path("path", &p)?;
                 if p.ends_with('/') || path.file_name().is_none() {
                     return Err(invalid("path", format!("`{p}` must name a file")));
                 }
-                path
+                (path, None)
             }
-            (None, Some(org)) => root.join(org).join(&app).join(RECORD_FILE),
+            (None, Some(org)) => (root.join(org).join(&app).join(RECORD_FILE), Some(root)),
             (None, None) => return Err(ArgsError::Missing("org".into())),
         };
         let history_limit = args.uint("history_limit")?.unwrap_or(DEFAULT_HISTORY_LIMIT);
@@ -874,6 +886,7 @@ impl WriteRequest {
         Ok(WriteRequest {
             record,
             path,
+            root,
             history_limit,
             mode,
             force,
@@ -906,6 +919,9 @@ pub struct WriteOutcome {
 /// nothing is created, locked or written; the outcome is the prediction.
 pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, DeployInfoError> {
     let app_dir = parent_dir(&request.path);
+    if let Some(root) = &request.root {
+        confine(root, app_dir)?;
+    }
     if check_mode {
         return plan(request).map(|p| p.outcome);
     }
@@ -915,6 +931,10 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
         source,
     })?;
     let _lock = lock_dir(app_dir)?;
+    // Again under the lock: what was checked may have been swapped since.
+    if let Some(root) = &request.root {
+        confine(root, app_dir)?;
+    }
     let plan = plan(request)?;
     for target in &plan.outcome.mode_fixed {
         use std::os::unix::fs::PermissionsExt;
@@ -1107,6 +1127,61 @@ fn write_target(path: &Path) -> Result<PathBuf, DeployInfoError> {
         Ok(_) => Err(DeployInfoError::NotAFile { path: target }),
         Err(e) => Err(io_err("inspect", &target, e)),
     }
+}
+
+/// Checks that every existing directory from `root` down to `dir` resolves
+/// under `root`: `<root>/<org>` or `<root>/<org>/<app>` replaced by a
+/// symlink to `/etc` must not make a root-run deploy write there. Links that
+/// stay under the root are followed; a missing root or directory is fine
+/// (it will be created, and cannot point anywhere yet).
+fn confine(root: &Path, dir: &Path) -> Result<(), DeployInfoError> {
+    let canonical_root = match fs::canonicalize(root) {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(DeployInfoError::Io {
+                action: "resolve",
+                path: root.into(),
+                source,
+            });
+        }
+    };
+    let Ok(below) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut current = root.to_path_buf();
+    for part in below.components() {
+        current.push(part);
+        let meta = match fs::symlink_metadata(&current) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(DeployInfoError::Io {
+                    action: "inspect",
+                    path: current,
+                    source,
+                });
+            }
+        };
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        let outside = |target: PathBuf| DeployInfoError::DirOutside {
+            dir: current.clone(),
+            target,
+            root: canonical_root.clone(),
+        };
+        match fs::canonicalize(&current) {
+            Ok(t) if t.starts_with(&canonical_root) && t != canonical_root => {}
+            Ok(t) => return Err(outside(t)),
+            // Dangling: creating the directory would follow it.
+            Err(_) => {
+                let link = fs::read_link(&current).unwrap_or_default();
+                return Err(outside(link));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An exclusive `flock` on an app directory, held while its files are read,
@@ -1598,6 +1673,7 @@ mod tests {
         let root = Path::new("/srv");
         let r = request(root, json!({})).unwrap();
         assert_eq!(r.path, Path::new("/srv/rednaw/hello-world/deploy-info.yml"));
+        assert_eq!(r.root.as_deref(), Some(root));
         assert_eq!((r.history_limit, r.mode, r.force), (20, 0o644, false));
         assert_eq!(r.record.deployed_at, "2026-01-25T01:10:00Z");
         let r = request(
@@ -1609,6 +1685,7 @@ mod tests {
         assert_eq!(r.record.deployed_at, "2030-01-01T00:00:00Z");
         assert_eq!(r.record.tag, None);
         assert_eq!(r.path, Path::new("/etc/x/d.yml"));
+        assert_eq!(r.root, None, "an explicit path is taken as given");
         assert_eq!((r.history_limit, r.mode, r.force), (3, 0o600, true));
         for (extra, msg) in [
             (json!({"org": null}), "missing required argument `org`"),
@@ -1732,6 +1809,58 @@ mod tests {
             read_record(&app.join("releases/current.yml")).unwrap().unwrap(),
             r.record
         );
+    }
+
+    #[test]
+    fn an_app_or_org_directory_linked_out_of_the_root_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("opt");
+        let elsewhere = dir.path().join("etc");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&elsewhere).unwrap();
+        let r = request(&root, json!({})).unwrap();
+        let org = root.join("rednaw");
+        let app = org.join("hello-world");
+        // The app directory, then the org directory, as a link out.
+        fs::create_dir_all(&org).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &app).unwrap();
+        for check_mode in [true, false] {
+            let e = write(&r, check_mode).unwrap_err();
+            assert!(matches!(e, DeployInfoError::DirOutside { .. }), "{e}");
+            assert!(e.to_string().contains("outside the root"), "{e}");
+            assert_eq!(e.path(), Some(app.as_path()));
+        }
+        fs::remove_file(&app).unwrap();
+        fs::remove_dir(&org).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &org).unwrap();
+        let e = write(&r, false).unwrap_err();
+        assert!(matches!(e, DeployInfoError::DirOutside { .. }), "{e}");
+        // A dangling link would be followed by mkdir: refused too.
+        fs::remove_file(&org).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &org).unwrap();
+        assert!(matches!(
+            write(&r, false).unwrap_err(),
+            DeployInfoError::DirOutside { .. }
+        ));
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing written outside");
+        assert!(!dir.path().join("nowhere").exists());
+        // A link that stays under the root is followed.
+        fs::remove_file(&org).unwrap();
+        fs::create_dir_all(root.join("shared/rednaw")).unwrap();
+        std::os::unix::fs::symlink("shared/rednaw", &org).unwrap();
+        write(&r, false).unwrap();
+        assert_eq!(
+            read_record(&root.join("shared/rednaw/hello-world/deploy-info.yml"))
+                .unwrap()
+                .unwrap(),
+            r.record
+        );
+        // The root itself may be a link (/opt -> /srv/opt is common).
+        let linked_root = dir.path().join("linked");
+        std::os::unix::fs::symlink(&root, &linked_root).unwrap();
+        let r = request(&linked_root, json!({"app": "api"})).unwrap();
+        write(&r, false).unwrap();
+        assert!(root.join("shared/rednaw/api/deploy-info.yml").is_file());
     }
 
     #[test]
