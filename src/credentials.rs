@@ -89,8 +89,8 @@ pub enum CredentialError {
         reason: String,
     },
     #[error(
-        "credential helper `docker-credential-{helper}` did not answer within {} s for `{registry}` \
-         (configured in `{}`)", .waited.as_secs_f32().ceil(), .file.display()
+        "credential helper `docker-credential-{helper}` did not answer within {} for `{registry}` \
+         (configured in `{}`)", crate::human::duration(*.waited), .file.display()
     )]
     HelperTimeout {
         helper: String,
@@ -441,7 +441,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             format!(
-                "credential helper `docker-credential-stuck` did not answer within 2 s for `reg.example` \
+                "credential helper `docker-credential-stuck` did not answer within 1.5 s for `reg.example` \
                  (configured in `{}`)",
                 cfg.display()
             )

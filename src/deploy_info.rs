@@ -133,7 +133,7 @@ pub enum DeployInfoError {
         target: PathBuf,
         root: PathBuf,
     },
-    #[error("`{}` is locked by another deploy-info writer; gave up after {} s", .dir.display(), .waited.as_secs())]
+    #[error("`{}` is locked by another deploy-info writer; gave up after {}", .dir.display(), crate::human::duration(*.waited))]
     Locked { dir: PathBuf, waited: Duration },
     #[error("cannot render the deploy-info record as YAML: {0}")]
     Render(String),

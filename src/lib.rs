@@ -14,6 +14,7 @@ pub mod deploy_info;
 pub mod deploy_state;
 pub mod facts;
 pub mod fixture;
+pub mod human;
 pub mod image;
 pub mod listing;
 pub mod metadata;

@@ -409,6 +409,7 @@ fn resolve_digest_persistent_faults_end_within_the_timeout_with_exit_5() {
     );
     let r = run(&Env::new(), RESOLVE, &[&target(&faulty), "--timeout", "1500ms"]);
     assert_failure(&r, 5, "latency beyond the deadline");
+    assert!(r.err.contains("within 1.5 s"), "the deadline as given: {}", r.err);
     assert!(r.took < Duration::from_secs(3), "took {:?}", r.took);
 
     // Headers, a few body bytes, then silence with the connection open.

@@ -74,10 +74,10 @@ pub enum RegistryError {
         source: reqwest::Error,
     },
     /// The deadline (`--timeout`) passed before an answer (exit 5).
-    #[error("`{registry}` gave no usable answer within {seconds} s ({what})")]
+    #[error("`{registry}` gave no usable answer within {} ({what})", crate::human::duration(*.timeout))]
     Timeout {
         registry: String,
-        seconds: u64,
+        timeout: std::time::Duration,
         what: String,
     },
     /// The registry answered with an error status that retries did not cure (exit 5).

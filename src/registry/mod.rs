@@ -876,7 +876,7 @@ impl Client {
             if now >= deadline {
                 return Err(RegistryError::Timeout {
                     registry: registry.into(),
-                    seconds: self.opts.timeout.as_secs(),
+                    timeout: self.opts.timeout,
                     what: format!("{method} {}", path_for_msg()),
                 });
             }
@@ -922,14 +922,14 @@ impl Client {
                                 .redact(ErrorBody::parse(&ans.body).summary())
                                 .map(|d| {
                                     format!(
-                                        "{d} (gave up after {attempt} attempts within {} s)",
-                                        self.opts.timeout.as_secs()
+                                        "{d} (gave up after {attempt} attempts within {})",
+                                        crate::human::duration(self.opts.timeout)
                                     )
                                 })
                                 .or_else(|| {
                                     Some(format!(
-                                        "gave up after {attempt} attempts within {} s",
-                                        self.opts.timeout.as_secs()
+                                        "gave up after {attempt} attempts within {}",
+                                        crate::human::duration(self.opts.timeout)
                                     ))
                                 }),
                         });
@@ -942,7 +942,7 @@ impl Client {
                         if e.is_timeout() {
                             return Err(RegistryError::Timeout {
                                 registry: registry.into(),
-                                seconds: self.opts.timeout.as_secs(),
+                                timeout: self.opts.timeout,
                                 what: format!("{method} {}", path_for_msg()),
                             });
                         }

@@ -1,0 +1,39 @@
+//! Figures as people read them in messages.
+
+use std::time::Duration;
+
+/// A duration as `--timeout` takes it back: `2 s`, `1.5 s`, `250 ms`.
+/// Never rounds a deadline to a figure the user did not give.
+pub fn duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+        return format!("{ms} ms");
+    }
+    if d.subsec_nanos() == 0 {
+        return format!("{} s", d.as_secs());
+    }
+    let text = format!("{:.3}", d.as_secs_f64());
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            (Duration::from_secs(2), "2 s"),
+            (Duration::from_secs(0), "0 ms"),
+            (Duration::from_secs(86_400), "86400 s"),
+            (Duration::from_millis(1500), "1.5 s"),
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::from_millis(60_010), "60.01 s"),
+            (Duration::from_micros(1_500_100), "1.5 s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(duration(d), want, "{d:?}");
+        }
+    }
+}
