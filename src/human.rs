@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Never rounds a deadline to a figure the user did not give.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 && d.subsec_nanos() % 1_000_000 == 0 {
+    if ms < 1000 && d.subsec_nanos().is_multiple_of(1_000_000) {
         return format!("{ms} ms");
     }
     if d.subsec_nanos() == 0 {
