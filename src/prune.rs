@@ -29,6 +29,10 @@
 //!   plan twice deletes nothing twice and finishes what the first left.
 //! * `405` or `UNSUPPORTED` (the registry refuses deletes) stops the run:
 //!   nothing new starts, and what was not reached is reported as skipped.
+//! * An [`Interrupt`] (Ctrl-C or SIGTERM during `--apply`) stops the run the
+//!   same way, except that the children of an index already deleted are
+//!   still deleted: no tag reaches them any more, so a rerun could not find
+//!   them. A second signal ends the process at once.
 //! * Concurrency: a few repositories at a time, each with up to
 //!   `--concurrency` deletes in flight; the client's semaphore bounds the
 //!   requests of the whole run.
@@ -36,7 +40,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -143,6 +148,9 @@ pub struct ApplyResult {
     /// Why the run stopped before reaching every planned digest (the
     /// registry refuses deletes); `null` when it did not stop.
     pub stopped: Option<String>,
+    /// Whether the run was interrupted (Ctrl-C, SIGTERM): what it did not
+    /// start is in `skipped` (`"skip": "interrupted"`).
+    pub interrupted: bool,
 }
 
 /// A digest that is no longer in the registry.
@@ -186,6 +194,8 @@ pub enum SkipCause {
     IndexNotDeleted { index: Digest },
     /// The run stopped (the registry refuses deletes) before reaching it.
     Stopped,
+    /// The run was interrupted (Ctrl-C, SIGTERM) before reaching it.
+    Interrupted,
 }
 
 impl From<SkipReason> for SkipCause {
@@ -218,6 +228,7 @@ impl std::fmt::Display for SkipCause {
                 write!(f, "the DELETE of its index {} failed", index.short(12))
             }
             SkipCause::Stopped => f.write_str("the run stopped before reaching it"),
+            SkipCause::Interrupted => f.write_str("the run was interrupted before reaching it; run again to delete it"),
         }
     }
 }
@@ -262,6 +273,22 @@ impl Applied {
                 if deleted == 1 { " was" } else { "s were" }
             ));
             return Err(f);
+        }
+        if r.interrupted {
+            let left = r.skipped.iter().filter(|s| s.cause == SkipCause::Interrupted).count();
+            return Err(Failure::new(
+                EXIT_FAILURE,
+                format!(
+                    "interrupted: {} digest{} deleted, {left} planned deletion{} not started",
+                    r.deleted_count,
+                    if r.deleted_count == 1 { "" } else { "s" },
+                    if left == 1 { "" } else { "s" },
+                ),
+            )
+            .with_hint(
+                "nothing kept or protected was touched, and the children of every index deleted went with it; \
+                 run again to finish",
+            ));
         }
         let unchecked = r
             .skipped
@@ -344,6 +371,67 @@ impl DeleteProgress {
         if let Some(b) = &self.bar {
             b.inc(n as u64);
         }
+    }
+
+    /// Prints `message` as a warning above the bar (or alone).
+    fn note(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let bar = self.bar.clone();
+        move |message| match &bar {
+            Some(b) => b.suspend(|| crate::cli::warn(message)),
+            None => crate::cli::warn(message),
+        }
+    }
+}
+
+/// A request to stop [`apply`] early, shared with whatever raises it.
+/// Once set, no repository and no DELETE starts, but the children of an
+/// index that was deleted still follow it; what was not started is skipped
+/// as [`SkipCause::Interrupted`].
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// Not set, and set only by [`Interrupt::trigger`].
+    pub fn new() -> Interrupt {
+        Interrupt::default()
+    }
+
+    /// Sets it.
+    pub fn trigger(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Sets it on the first SIGINT or SIGTERM, saying so on stderr (above
+    /// `progress`'s bar); the second ends the process at once with status
+    /// 130, as the signal would have. Must be called inside a Tokio runtime;
+    /// the default action of both signals is replaced from then on.
+    pub fn on_signals(&self, progress: &DeleteProgress) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let flag = self.clone();
+        let note = progress.note();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            flag.trigger();
+            note(
+                "interrupted: finishing the DELETEs in flight and the children of indexes already deleted, \
+                 starting nothing else (interrupt again to stop at once)",
+            );
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            std::process::exit(130);
+        });
+        Ok(())
     }
 }
 
@@ -462,21 +550,36 @@ struct RunState<'a> {
     progress: &'a DeleteProgress,
     /// Set once the registry refused a delete: nothing new starts.
     stop: Mutex<Option<RegistryError>>,
+    /// Set on Ctrl-C: nothing new starts but children of deleted indexes.
+    interrupt: &'a Interrupt,
 }
 
 impl RunState<'_> {
     fn stopped(&self) -> bool {
         self.stop.lock().unwrap_or_else(|e| e.into_inner()).is_some()
     }
+
+    /// Why nothing new may start, if so.
+    fn halted(&self) -> Option<SkipCause> {
+        if self.stopped() {
+            Some(SkipCause::Stopped)
+        } else if self.interrupt.is_set() {
+            Some(SkipCause::Interrupted)
+        } else {
+            None
+        }
+    }
 }
 
 /// Applies `plan`: rechecks and deletes every repository's planned
-/// deletions (see the module documentation for what holds).
-pub async fn apply(client: &Client, plan: &Plan, progress: &DeleteProgress) -> Applied {
+/// deletions (see the module documentation for what holds), until done or
+/// `interrupt` is set.
+pub async fn apply(client: &Client, plan: &Plan, progress: &DeleteProgress, interrupt: &Interrupt) -> Applied {
     let run = RunState {
         client,
         progress,
         stop: Mutex::new(None),
+        interrupt,
     };
     let repos: Vec<&RepositoryPlan> = plan.repositories.iter().filter(|r| r.delete_count > 0).collect();
     let concurrency = client.options().concurrency.max(1);
@@ -512,6 +615,7 @@ pub async fn apply(client: &Client, plan: &Plan, progress: &DeleteProgress) -> A
     r.failed_count = r.failed.len();
     applied.stopped = run.stop.lock().unwrap_or_else(|e| e.into_inner()).take();
     r.stopped = applied.stopped.as_ref().map(|e| e.to_string());
+    r.interrupted = interrupt.is_set();
     applied.result = r;
     applied
 }
@@ -520,9 +624,9 @@ async fn apply_repository(run: &RunState<'_>, rp: &RepositoryPlan) -> RepoOutcom
     let image = rp.image.as_str();
     let planned: Vec<&DigestPlan> = rp.deletions();
     let mut out = RepoOutcome::default();
-    if run.stopped() {
+    if let Some(cause) = run.halted() {
         for d in &planned {
-            out.skip(image, d.digest.clone(), SkipCause::Stopped);
+            out.skip(image, d.digest.clone(), cause.clone());
         }
         run.progress.done(planned.len());
         return out;
@@ -556,6 +660,14 @@ async fn apply_repository(run: &RunState<'_>, rp: &RepositoryPlan) -> RepoOutcom
         out.skip(image, s.digest, s.reason.into());
     }
     run.progress.done(out.skipped.len());
+    // Interrupted while reading the tags again: nothing of it is deleted yet.
+    if let Some(cause) = run.halted() {
+        for d in &recheck.delete {
+            out.skip(image, d.clone(), cause.clone());
+        }
+        run.progress.done(recheck.delete.len());
+        return out;
+    }
     delete_in_order(run, rp, &repo, recheck.delete, &gone, &mut out).await;
     out
 }
@@ -593,7 +705,17 @@ async fn delete_in_order(
 
     loop {
         while in_flight.len() < limit && !run.stopped() {
-            let Some(i) = ready.pop_front() else { break };
+            // Once interrupted, only children of deleted indexes start: no
+            // tag reaches them any more.
+            let next = if run.interrupt.is_set() {
+                ready
+                    .iter()
+                    .position(|&c| parent_gone[c].is_some())
+                    .and_then(|p| ready.remove(p))
+            } else {
+                ready.pop_front()
+            };
+            let Some(i) = next else { break };
             let digest = order[i].clone();
             in_flight.push(async move {
                 let r = run.client.manifest_delete(repo, &digest.to_string()).await;
@@ -655,11 +777,12 @@ async fn delete_in_order(
             }
         }
     }
-    // Not reached: the run stopped.
+    // Not reached: the run stopped or was interrupted.
+    let cause = run.halted().unwrap_or(SkipCause::Stopped);
     for (i, d) in order.iter().enumerate() {
         if !settled[i] {
             run.progress.done(1);
-            out.skip(image, d.clone(), SkipCause::Stopped);
+            out.skip(image, d.clone(), cause.clone());
         }
     }
 }
@@ -700,7 +823,13 @@ pub fn render_result(r: &ApplyResult) -> String {
         r.already_gone_count,
         r.skipped_count,
         r.failed_count,
-        if r.stopped.is_some() { " (stopped early)" } else { "" },
+        if r.stopped.is_some() {
+            " (stopped early)"
+        } else if r.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        },
     ));
     out
 }

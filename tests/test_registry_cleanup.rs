@@ -20,7 +20,7 @@ use image_lifecycle::deploy_state::DeployState;
 use image_lifecycle::fixture::ImageSpec;
 use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
-use image_lifecycle::prune::{DeleteProgress, SkipCause, apply, scan_and_plan};
+use image_lifecycle::prune::{DeleteProgress, Interrupt, SkipCause, apply, scan_and_plan};
 use image_lifecycle::reference::Digest;
 use image_lifecycle::registry::{Client, ClientOptions};
 use image_lifecycle::scan::Progress;
@@ -166,6 +166,11 @@ impl Fixture {
 
     /// `registry_cleanup HOST --policy … --protected dev.json --protected prod.json ARGS…`.
     fn run(&self, host: &str, args: &[&str]) -> std::process::Output {
+        self.command(host, args).output().unwrap()
+    }
+
+    /// The command [`Fixture::run`] runs.
+    fn command(&self, host: &str, args: &[&str]) -> Command {
         let policy = self.path("policy.yml");
         let dev = self.path("dev.json");
         let prod = self.path("prod.json");
@@ -179,7 +184,7 @@ impl Fixture {
             prod.to_str().unwrap(),
         ];
         all.extend_from_slice(args);
-        Env::new().run(BIN, &all)
+        Env::new().command(BIN, &all)
     }
 
     /// What the planner must delete.
@@ -680,6 +685,65 @@ fn an_interrupted_apply_run_again_finishes_the_job() {
 }
 
 #[test]
+fn ctrl_c_during_apply_finishes_the_children_of_a_deleted_index_then_stops_and_a_rerun_finishes() {
+    let f = Fixture::new();
+    // SIGINT arrives while the index t5 is being deleted (one DELETE at a
+    // time: a2, a1, t5, its two children, t4, t1).
+    let pid = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let index_path = format!("/v2/acme/web/manifests/{}", f.digest("t5"));
+    let p2 = pid.clone();
+    let server = FaultServer::start(
+        Some(f.reg.host.clone()),
+        Arc::new(move |r: &Req| {
+            if r.method == "DELETE" && r.path == index_path {
+                let pid = p2.load(Ordering::SeqCst);
+                assert!(pid > 0);
+                let killed = Command::new("kill").args(["-INT", &pid.to_string()]).status().unwrap();
+                assert!(killed.success());
+                // Let the signal land before the DELETE is answered.
+                return Action::Delay(std::time::Duration::from_millis(500));
+            }
+            Action::Forward
+        }),
+    );
+    f.write_states(&server.host);
+    let child = f
+        .command(&server.host, &["--apply", "--json", "--concurrency", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    pid.store(child.id(), Ordering::SeqCst);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("warning: interrupted: finishing the DELETEs in flight"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error: interrupted: 5 digests deleted, 2 planned deletions not started"),
+        "{err}"
+    );
+    assert!(err.contains("hint: nothing kept or protected was touched"), "{err}");
+    let v = json(&o);
+    assert_eq!(v["result"]["interrupted"], true, "{v}");
+    // The index went, so its children went with it; nothing else started.
+    let first = f.digests(&["a1", "a2", "t5", "t5/amd64", "t5/arm64"]);
+    assert_eq!(result_digests(&v, "deleted"), first);
+    assert_eq!(result_digests(&v, "skipped"), f.digests(&["t1", "t4"]));
+    for s in v["result"]["skipped"].as_array().unwrap() {
+        assert_eq!(s["skip"], "interrupted", "{s}");
+    }
+    assert_eq!(f.gone(), first);
+
+    let o = f.run(&server.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(result_digests(&json(&o), "deleted"), f.digests(&["t1", "t4"]));
+    assert_eq!(f.gone(), f.expected_deletions(), "the rerun finished the job");
+}
+
+#[test]
 fn a_digest_deleted_meanwhile_counts_as_already_gone_and_its_children_follow() {
     let f = Fixture::new();
     let client = client();
@@ -693,7 +757,7 @@ fn a_digest_deleted_meanwhile_counts_as_already_gone_and_its_children_follow() {
             .status();
         assert_eq!(s.as_u16(), 202);
     }
-    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
     let r = &applied.result;
     assert!(applied.first_error.is_none() && applied.stopped.is_none());
     let gone: BTreeSet<Digest> = r
@@ -710,7 +774,7 @@ fn a_digest_deleted_meanwhile_counts_as_already_gone_and_its_children_follow() {
     assert!(applied.outcome().is_ok());
 
     // The same plan once more: everything is already gone.
-    let again = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let again = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
     assert_eq!(again.result.already_gone_count, 7, "{:?}", again.result);
     assert_eq!(again.result.deleted_count, 0);
     assert!(again.result.skipped.is_empty() && again.result.failed.is_empty());
@@ -741,7 +805,7 @@ fn a_tag_moved_between_plan_and_apply_is_not_deleted() {
     };
     let new_index = push_multi(&format!("{web}:t5-new"), &[amd], &BTreeMap::new());
 
-    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
     let r = &applied.result;
     let skipped: BTreeMap<Digest, SkipCause> = r.skipped.iter().map(|s| (s.digest.clone(), s.cause.clone())).collect();
     assert_eq!(
@@ -828,7 +892,7 @@ fn a_repository_that_cannot_be_read_again_keeps_all_its_digests() {
         .unwrap();
     assert_eq!(plan.delete_count, 7);
     scanned.store(true, Ordering::SeqCst);
-    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet()));
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
     let r = &applied.result;
     assert!(r.deleted.is_empty(), "{:?}", r.deleted);
     assert_eq!(r.skipped.len(), 7);

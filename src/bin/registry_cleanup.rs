@@ -12,7 +12,7 @@ use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{
-    CleanupReport, DeleteProgress, apply, check_apply, foreign_record_warnings, load_states, render_result,
+    CleanupReport, DeleteProgress, Interrupt, apply, check_apply, foreign_record_warnings, load_states, render_result,
     scan_and_plan,
 };
 use image_lifecycle::reference::validate_host;
@@ -123,7 +123,15 @@ fn run(args: Args) -> Result<(), Failure> {
     }
 
     let bar = DeleteProgress::for_stderr(args.json, plan.delete_count);
-    let applied = rt.block_on(apply(&client, &plan, &bar));
+    // Ctrl-C during the plan ends the process (nothing is deleted yet);
+    // from here on it stops the deletions in good order.
+    let interrupt = Interrupt::new();
+    let applied = rt.block_on(async {
+        interrupt
+            .on_signals(&bar)
+            .map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
+        Ok::<_, Failure>(apply(&client, &plan, &bar, &interrupt).await)
+    })?;
     drop(bar);
     if args.json {
         print_json(&CleanupReport {

@@ -204,6 +204,11 @@ impl Env {
 
     /// Runs binary `name` (built by cargo for the tests) with `args`.
     pub fn run(&self, exe: &str, args: &[&str]) -> Output {
+        self.command(exe, args).output().unwrap()
+    }
+
+    /// The command [`Env::run`] runs, to spawn it instead.
+    pub fn command(&self, exe: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(exe);
         cmd.args(args).stdin(Stdio::null());
         for k in [
@@ -220,7 +225,7 @@ impl Env {
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
-        cmd.output().unwrap()
+        cmd
     }
 }
 
