@@ -959,6 +959,7 @@ mod tests {
             skipped_count: 0,
             failed_count: 1,
             stopped: None,
+            interrupted: false,
         };
         let text = render_result(&r);
         assert_eq!(
@@ -970,5 +971,43 @@ mod tests {
                 i.short(12)
             )
         );
+    }
+
+    #[test]
+    fn an_interrupted_run_says_so_and_fails() {
+        let d = Digest::sha256_of(b"left");
+        let r = ApplyResult {
+            skipped: vec![SkippedDigest {
+                image: "reg/a".into(),
+                digest: d.clone(),
+                text: SkipCause::Interrupted.to_string(),
+                cause: SkipCause::Interrupted,
+            }],
+            skipped_count: 1,
+            interrupted: true,
+            ..ApplyResult::default()
+        };
+        let text = render_result(&r);
+        assert!(
+            text.contains(&format!(
+                "skipped       reg/a@{d}\n              the run was interrupted"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("result: 0 digests deleted, 0 already gone, 1 skipped, 0 failed (interrupted)\n"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["interrupted"], true);
+        assert_eq!(json["skipped"][0]["skip"], "interrupted");
+        let f = Applied {
+            result: r,
+            ..Applied::default()
+        }
+        .outcome()
+        .unwrap_err();
+        assert_eq!(f.code, EXIT_FAILURE);
+        assert_eq!(f.message, "interrupted: 0 digests deleted, 1 planned deletion not started");
     }
 }
