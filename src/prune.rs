@@ -1008,6 +1008,9 @@ mod tests {
         .outcome()
         .unwrap_err();
         assert_eq!(f.code, EXIT_FAILURE);
-        assert_eq!(f.message, "interrupted: 0 digests deleted, 1 planned deletion not started");
+        assert_eq!(
+            f.message,
+            "interrupted: 0 digests deleted, 1 planned deletion not started"
+        );
     }
 }

@@ -4,8 +4,9 @@
 //! Cost model, which is the point of this module: a repository costs its
 //! tag list (paged) and **one manifest request per tag**, plus one config
 //! GET per distinct image (and the children of an index). Content fetched
-//! by digest is cached on disk by the [`Client`], so a second run costs
-//! only the tag list and one HEAD per tag.
+//! by digest is cached on disk by the [`Client`], in one pack file per
+//! repository (see [`crate::registry::cache`]), so a second run costs only
+//! the tag list and one HEAD per tag, and reads one file.
 //!
 //! Which request a tag gets: a tag the previous scan of this repository
 //! saw is HEADed (its manifest is in the cache, and some registries, Docker
@@ -265,6 +266,31 @@ pub async fn scan_repository(
     result
 }
 
+/// The open cache pack of one repository's scan: closed when dropped, and
+/// saved only when the scan got to the end.
+struct PackGuard<'a> {
+    client: &'a Client,
+    repo: &'a Reference,
+    complete: bool,
+}
+
+impl<'a> PackGuard<'a> {
+    fn open(client: &'a Client, repo: &'a Reference) -> PackGuard<'a> {
+        client.open_pack(repo);
+        PackGuard {
+            client,
+            repo,
+            complete: false,
+        }
+    }
+}
+
+impl Drop for PackGuard<'_> {
+    fn drop(&mut self) {
+        self.client.close_pack(self.repo, self.complete);
+    }
+}
+
 async fn scan_one(
     client: &Client,
     repo: &Reference,
@@ -290,6 +316,7 @@ async fn scan_one(
     };
     let hints_path = hints_path(client, &repo);
     let hints = read_hints(hints_path.as_deref());
+    let mut pack = PackGuard::open(client, &repo);
     let claimed = Mutex::new(HashSet::new());
     let concurrency = client.options().concurrency.max(1);
     let mut pass = futures::stream::iter(tags)
@@ -333,6 +360,8 @@ async fn scan_one(
             }
         }
     }
+    pack.complete = true;
+    drop(pack);
     write_hints(hints_path.as_deref(), &listing);
     Ok(listing)
 }

@@ -425,6 +425,37 @@ fn warm_run_costs_the_tag_list_and_one_head_per_tag() {
     assert_eq!(warm.len(), 10, "{paths:#?}");
     assert_eq!(count(&warm, "GET", "/tags/list"), 1);
     assert_eq!(count(&warm, "HEAD", "/manifests/"), 9);
+
+    // The content is in one pack file for the repository, not one file per
+    // manifest and config.
+    let cache = env.home.path().join("cache");
+    let packs: Vec<PathBuf> = std::fs::read_dir(cache.join("packs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    assert!(!cache.join("manifests").exists() && !cache.join("blobs").exists());
+
+    // A damaged pack is not trusted: every body in it changed, the answer
+    // is the same and the content is fetched again (then packed again).
+    let want = json_run(&env, &["dev", &image]);
+    let mut raw = std::fs::read(&packs[0]).unwrap();
+    for b in raw.iter_mut() {
+        if *b == b'"' {
+            *b = b'\'';
+        }
+    }
+    std::fs::write(&packs[0], &raw).unwrap();
+    let before = proxy.requests().len();
+    assert_eq!(json_run(&env, &["dev", &image]), want);
+    let again = proxy.requests()[before..].to_vec();
+    assert_eq!(count(&again, "HEAD", "/manifests/"), 9);
+    // Eight distinct digests among the nine tags, and the two children.
+    assert_eq!(count(&again, "GET", "/manifests/sha256:"), 10, "manifests fetched again");
+    assert!(count(&again, "GET", "/blobs/") >= 8, "configs fetched again");
+    let before = proxy.requests().len();
+    assert_eq!(json_run(&env, &["dev", &image]), want);
+    assert_eq!(proxy.requests().len() - before, 10, "then warm again");
 }
 
 /// The real registry ignores `n` for tag lists and answers in one page;

@@ -108,6 +108,14 @@ struct Answer {
     body: Bytes,
 }
 
+/// The pack of one repository while a scan uses it.
+struct OpenPack {
+    /// Read from disk, not used yet (verified when used).
+    loaded: cache::PackEntries,
+    /// Used or fetched since opened: the next pack.
+    used: cache::PackEntries,
+}
+
 /// A registry client for one run: one connection pool, bounded concurrency,
 /// credentials and tokens cached per registry.
 pub struct Client {
@@ -115,6 +123,8 @@ pub struct Client {
     opts: ClientOptions,
     permits: Semaphore,
     cache: Option<cache::Cache>,
+    /// Open packs by repository name (see [`Client::open_pack`]).
+    packs: Mutex<HashMap<String, OpenPack>>,
     credentials: Mutex<HashMap<String, Credential>>,
     schemes: Mutex<HashMap<String, Scheme>>,
     tokens: Mutex<TokenCache>,
@@ -138,6 +148,7 @@ impl Client {
             permits: Semaphore::new(opts.concurrency.max(1)),
             cache,
             opts,
+            packs: Mutex::new(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(TokenCache::default()),
@@ -146,6 +157,92 @@ impl Client {
 
     pub fn options(&self) -> &ClientOptions {
         &self.opts
+    }
+
+    // ---- packs -------------------------------------------------------------
+
+    /// Starts using the cache pack of `repo` (see [`cache`]): manifests and
+    /// blobs of the repository are looked up in it first, and what is
+    /// fetched or used is kept in memory instead of being written entry by
+    /// entry, until [`Client::close_pack`]. A no-op without a cache.
+    pub fn open_pack(&self, repo: &Reference) {
+        let Some(cache) = &self.cache else { return };
+        let loaded = cache.read_pack(&repo.name());
+        self.lock_packs().insert(
+            repo.name(),
+            OpenPack {
+                loaded,
+                used: cache::PackEntries::new(),
+            },
+        );
+    }
+
+    /// Stops using the pack of `repo`; with `save`, replaces it with the
+    /// entries used since [`Client::open_pack`] (so entries of deleted
+    /// tags drop out).
+    pub fn close_pack(&self, repo: &Reference, save: bool) {
+        let Some(pack) = self.lock_packs().remove(&repo.name()) else {
+            return;
+        };
+        if let (true, Some(cache)) = (save, &self.cache) {
+            cache.write_pack(&repo.name(), &pack.used);
+        }
+    }
+
+    fn lock_packs(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenPack>> {
+        self.packs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A verified entry for `digest`: from the open pack of `repo`, else
+    /// from the per-entry cache. Either way it is remembered in the pack.
+    fn cached(&self, repo: &Reference, kind: cache::Kind, digest: &Digest) -> Option<cache::Entry> {
+        let cache = self.cache.as_ref()?;
+        let key = (kind, digest.clone());
+        {
+            let mut packs = self.lock_packs();
+            if let Some(pack) = packs.get_mut(&repo.name()) {
+                if let Some(e) = pack.used.get(&key) {
+                    return Some(e.clone());
+                }
+                if let Some(e) = pack.loaded.remove(&key)
+                    && digest.verifies(&e.body)
+                {
+                    pack.used.insert(key, e.clone());
+                    return Some(e);
+                }
+            }
+        }
+        let entry = match kind {
+            cache::Kind::Manifest => cache
+                .get_manifest(digest)
+                .map(|(media_type, body)| cache::Entry { media_type, body }),
+            cache::Kind::Blob => cache.get_blob(digest).map(|body| cache::Entry {
+                media_type: String::new(),
+                body,
+            }),
+        }?;
+        if let Some(pack) = self.lock_packs().get_mut(&repo.name()) {
+            pack.used.insert(key, entry.clone());
+        }
+        Some(entry)
+    }
+
+    /// Keeps verified content: in the open pack of `repo`, else as an entry
+    /// of its own.
+    fn keep(&self, repo: &Reference, kind: cache::Kind, digest: &Digest, media_type: &str, body: &Bytes) {
+        let Some(cache) = &self.cache else { return };
+        if let Some(pack) = self.lock_packs().get_mut(&repo.name()) {
+            let entry = cache::Entry {
+                media_type: media_type.to_string(),
+                body: body.clone(),
+            };
+            pack.used.insert((kind, digest.clone()), entry);
+            return;
+        }
+        match kind {
+            cache::Kind::Manifest => cache.put_manifest(digest, media_type, body),
+            cache::Kind::Blob => cache.put_blob(digest, body),
+        }
     }
 
     fn base_url(&self, registry: &str) -> String {
@@ -178,13 +275,13 @@ impl Client {
     /// requested digest, or (by tag) against `Docker-Content-Digest`.
     pub async fn manifest_get(&self, repo: &Reference, reference: &str) -> Result<Manifest, RegistryError> {
         let by_digest = reference.parse::<Digest>().ok();
-        if let (Some(d), Some(cache)) = (&by_digest, &self.cache)
-            && let Some((media_type, body)) = cache.get_manifest(d)
+        if let Some(d) = &by_digest
+            && let Some(e) = self.cached(repo, cache::Kind::Manifest, d)
         {
             return Ok(Manifest {
                 digest: d.clone(),
-                media_type,
-                body,
+                media_type: e.media_type,
+                body: e.body,
             });
         }
         let path = format!("/v2/{}/manifests/{}", repo.repository, reference);
@@ -224,9 +321,7 @@ impl Client {
                 computed
             }
         };
-        if let Some(cache) = &self.cache {
-            cache.put_manifest(&digest, &media_type, &ans.body);
-        }
+        self.keep(repo, cache::Kind::Manifest, &digest, &media_type, &ans.body);
         Ok(Manifest {
             digest,
             media_type,
@@ -347,10 +442,8 @@ impl Client {
 
     /// GET a blob, verified against its digest (cached on disk).
     pub async fn blob_get(&self, repo: &Reference, digest: &Digest, limit: usize) -> Result<Bytes, RegistryError> {
-        if let Some(cache) = &self.cache
-            && let Some(b) = cache.get_blob(digest)
-        {
-            return Ok(b);
+        if let Some(e) = self.cached(repo, cache::Kind::Blob, digest) {
+            return Ok(e.body);
         }
         let path = format!("/v2/{}/blobs/{}", repo.repository, digest);
         let ans = self
@@ -359,9 +452,7 @@ impl Client {
         let what = || format!("blob `{}@{}`", repo.name(), digest);
         self.check_status(&ans, &repo.registry, "GET", &path, what, "pull")?;
         verify(&repo.registry, &what(), digest, &ans.body)?;
-        if let Some(cache) = &self.cache {
-            cache.put_blob(digest, &ans.body);
-        }
+        self.keep(repo, cache::Kind::Blob, digest, "", &ans.body);
         Ok(ans.body)
     }
 
