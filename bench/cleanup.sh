@@ -100,8 +100,11 @@ http:
   addr: $reg
 EOF
 docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-pids+=($!)
+reg_pid=$!
+pids+=($reg_pid)
 wait_port "$port"
+# CPU seconds the registry has used so far (user + system).
+reg_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$reg_pid/stat"; }
 
 echo "$prog: seeding $REPOS repositories × $TAGS tags into $reg" >&2
 seed_start=$(date +%s.%N)
@@ -141,9 +144,14 @@ cleanup_run() { # OUT TIMEFILE ARGS… → runs registry_cleanup under GNU time
 
 echo "$prog: plan, cold cache" >&2
 rm -rf "$work/cache"
+r0=$(reg_cpu)
 cleanup_run "$work/plan.json" "$work/time-cold"
+r1=$(reg_cpu)
 echo "$prog: plan, warm cache" >&2
 cleanup_run "$work/plan.json" "$work/time-warm"
+r2=$(reg_cpu)
+reg_cold=$(calc "$r1 - $r0" 1)
+reg_warm=$(calc "$r2 - $r1" 1)
 digests=$(json_get "$work/plan.json" "['plan']['delete_count'] + v['plan']['keep_count']")
 planned=$(json_get "$work/plan.json" "['plan']['delete_count']")
 reclaim=$(json_get "$work/plan.json" "['plan']['reclaim_bytes']")
@@ -202,6 +210,7 @@ row "plan, warm cache" "$warm_s" "$warm_cpu" "$warm_mib" "$req_warm" \
     "  $(calc "$req_warm / $raw" 1) s   (aim < 30 s: $(ok "$warm_s < 30"), < 100 MiB: $(ok "$warm_mib < 100"))"
 row "apply (plan, recheck, DELETEs)" "$apply_s" "$apply_cpu" "$apply_mib" "" ""
 cat <<EOF
+  registry CPU during the plan       cold $reg_cold s ($(calc "$reg_cold / $cold_s" 2) of $(nproc) cores busy; floor on this machine: $(calc "$reg_cold / $(nproc)" 1) s), warm $reg_warm s ($(calc "$reg_warm / $warm_s" 2) cores; floor $(calc "$reg_warm / $(nproc)" 1) s)
   delete phase (apply − warm plan)   $(printf '%8s' "$delete_s") s: $planned DELETEs, $(calc "$planned / $delete_s" 0) deletes/s (the recheck of $REPOS × $TAGS tags included)
   garbage collection                 $(printf '%8s' "$gc_s") s
 

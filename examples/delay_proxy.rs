@@ -3,18 +3,25 @@
 //! network, for the overview benchmark (`bench/overview.sh`).
 //!
 //! ```text
-//! delay_proxy LISTEN_PORT UPSTREAM_HOST:PORT DELAY_MS
+//! delay_proxy LISTEN_PORT UPSTREAM_HOST:PORT DELAY_MS [replay]
 //! ```
 //! Listens on 127.0.0.1 only; the upstream must be on loopback too. Keeps
 //! connections alive (HTTP/1.1), so the delay is per request, as a network
 //! round trip would be once connections are open. Counts the requests it
 //! passes on: `GET /_delay_proxy/count` answers the count (not delayed,
 //! not counted, not passed on).
+//!
+//! With `replay`, a successful GET or HEAD answer is remembered (by method,
+//! path and `Accept`) and the same request is answered from memory after
+//! the delay, without the upstream: the benchmark then measures the client
+//! against the latency alone, not against a registry that shares the
+//! client's CPU cores.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,12 +34,31 @@ use hyper_util::rt::TokioIo;
 
 type Body = Full<Bytes>;
 
+/// A remembered answer: status, headers, body.
+type Stored = (
+    hyper::StatusCode,
+    Vec<(hyper::header::HeaderName, hyper::header::HeaderValue)>,
+    Bytes,
+);
+
+/// Remembered answers by `METHOD path accept`, when replaying.
+type Replay = Option<Arc<Mutex<HashMap<String, Stored>>>>;
+
+fn answer(stored: &Stored) -> Response<Body> {
+    let mut out = Response::builder().status(stored.0);
+    for (k, v) in &stored.1 {
+        out = out.header(k, v);
+    }
+    out.body(Full::new(stored.2.clone())).unwrap()
+}
+
 async fn handle(
     req: Request<Incoming>,
     upstream: Arc<String>,
     http: reqwest::Client,
     delay: Duration,
     count: Arc<AtomicU64>,
+    replay: Replay,
 ) -> Result<Response<Body>, Infallible> {
     if req.uri().path() == "/_delay_proxy/count" {
         let n = count.load(Ordering::Relaxed);
@@ -40,6 +66,18 @@ async fn handle(
     }
     count.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(delay).await;
+    let key = replay.as_ref().and_then(|_| {
+        let m = req.method();
+        (m == hyper::Method::GET || m == hyper::Method::HEAD).then(|| {
+            let accept = req.headers().get("accept").and_then(|v| v.to_str().ok()).unwrap_or("");
+            format!("{m} {} {accept}", req.uri())
+        })
+    });
+    if let (Some(memory), Some(key)) = (&replay, &key)
+        && let Some(stored) = memory.lock().unwrap().get(key)
+    {
+        return Ok(answer(stored));
+    }
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -60,14 +98,19 @@ async fn handle(
             return Ok(out);
         }
     };
-    let mut out = Response::builder().status(resp.status());
-    for (k, v) in resp.headers() {
-        if k != "connection" && k != "transfer-encoding" {
-            out = out.header(k, v);
-        }
-    }
+    let status = resp.status();
+    let headers: Vec<_> = resp
+        .headers()
+        .iter()
+        .filter(|(k, _)| *k != "connection" && *k != "transfer-encoding")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     let body = resp.bytes().await.unwrap_or_default();
-    Ok(out.body(Full::new(body)).unwrap())
+    let stored = (status, headers, body);
+    if let (Some(memory), Some(key), true) = (&replay, key, status.is_success()) {
+        memory.lock().unwrap().insert(key, stored.clone());
+    }
+    Ok(answer(&stored))
 }
 
 fn main() {
@@ -77,8 +120,16 @@ fn main() {
         args.get(1).cloned(),
         args.get(2).and_then(|m| m.parse::<u64>().ok()),
     ) else {
-        eprintln!("usage: delay_proxy LISTEN_PORT UPSTREAM_HOST:PORT DELAY_MS");
+        eprintln!("usage: delay_proxy LISTEN_PORT UPSTREAM_HOST:PORT DELAY_MS [replay]");
         std::process::exit(2);
+    };
+    let replay: Replay = match args.get(3).map(String::as_str) {
+        None => None,
+        Some("replay") => Some(Arc::default()),
+        Some(other) => {
+            eprintln!("error: the fourth argument is `replay` or nothing, not `{other}`");
+            std::process::exit(2);
+        }
     };
     let host = upstream.rsplit_once(':').map_or(upstream.as_str(), |(h, _)| h);
     if !(host == "localhost" || host.starts_with("127.")) {
@@ -101,9 +152,18 @@ fn main() {
             let Ok((sock, _)) = listener.accept().await else {
                 continue;
             };
-            let (upstream, http, count) = (upstream.clone(), http.clone(), count.clone());
+            let (upstream, http, count, replay) = (upstream.clone(), http.clone(), count.clone(), replay.clone());
             tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(req, upstream.clone(), http.clone(), delay, count.clone()));
+                let svc = service_fn(move |req| {
+                    handle(
+                        req,
+                        upstream.clone(),
+                        http.clone(),
+                        delay,
+                        count.clone(),
+                        replay.clone(),
+                    )
+                });
                 let _ = http1::Builder::new().serve_connection(TokioIo::new(sock), svc).await;
             });
         }
