@@ -35,6 +35,8 @@ REPOS=${BENCH_REPOS:-100}
 TAGS=${BENCH_TAGS:-100}
 CONCURRENCY=${BENCH_CONCURRENCY:-16}
 prog=bench/cleanup.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 for tool in docker-registry wrk cargo python3 /usr/bin/time; do
     command -v "$tool" >/dev/null || {
@@ -44,26 +46,6 @@ for tool in docker-registry wrk cargo python3 /usr/bin/time; do
 done
 [ "$TAGS" -ge 51 ] || { echo "$prog: error: BENCH_TAGS must be at least 51 (tag 50 is the deployed one)" >&2; exit 2; }
 
-work=$(mktemp -d /tmp/cleanup-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-calc() { python3 -c "print(f'{$1:.$2f}')"; }
-ok() { python3 -c "print('ok' if $1 else 'MISSED')"; }
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$prog: error: nothing listens on 127.0.0.1:$1" >&2
-    exit 1
-}
 # field NAME FILE → the value of GNU time's "NAME: value" line
 field() { awk -F': ' -v k="$1" '$1 ~ k {print $2}' "$2" | tail -n1; }
 # seconds FILE → GNU time's "Elapsed (wall clock) time" in seconds
@@ -83,28 +65,7 @@ echo "$prog: building (release)" >&2
 cargo build -q --release --bin registry_cleanup --example seed_cleanup
 bin=target/release
 
-port=$(free_port)
-reg=127.0.0.1:$port
-cat >"$work/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/data
-  delete:
-    enabled: true
-http:
-  addr: $reg
-EOF
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-pids+=($reg_pid)
-wait_port "$port"
-# CPU seconds the registry has used so far (user + system).
-reg_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$reg_pid/stat"; }
+start_registry
 
 echo "$prog: seeding $REPOS repositories × $TAGS tags into $reg" >&2
 seed_start=$(date +%s.%N)

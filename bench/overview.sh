@@ -50,34 +50,17 @@ case "$SEED" in
 esac
 CONCURRENCY=16
 prog=bench/overview.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 for tool in docker-registry skopeo wrk cargo python3; do
     command -v "$tool" >/dev/null || { echo "$prog: error: \`$tool\` not found; run scripts/setup" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/overview-bench.XXXXXX)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 # elapsed START → seconds since START, 3 decimals.
 elapsed() { python3 -c "import sys; print(f'{$(now) - $1:.3f}')"; }
 median() { python3 -c 'import sys, statistics; print(f"{statistics.median(float(x) for x in sys.argv[1:]):.3f}")' "$@"; }
-calc() { python3 -c "print(f'{$1:.$2f}')"; }
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$prog: error: nothing listens on 127.0.0.1:$1" >&2
-    exit 1
-}
 
 echo "$prog: building (release)" >&2
 cargo build -q --release --bin images_overview --example seed_tags --example delay_proxy
@@ -86,28 +69,7 @@ overview=$bin/images_overview
 
 # The registry, access log off (it would cost the registry more than the
 # requests themselves on 2 cores).
-port=$(free_port)
-reg=127.0.0.1:$port
-cat >"$work/config.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/data
-  delete:
-    enabled: true
-http:
-  addr: $reg
-EOF
-docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
-reg_pid=$!
-pids+=($reg_pid)
-wait_port "$port"
-# CPU seconds the registry has used so far (user + system).
-reg_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$reg_pid/stat"; }
+start_registry
 
 echo "$prog: seeding $TAGS tags into $reg/bench/web" >&2
 start=$(now)
@@ -237,7 +199,6 @@ floor_warm=$(calc "max($bound_warm, $req_warm / $raw)" 3)
 rate_warm=$(calc "$req_warm / $warm" 0)
 rate_cold=$(calc "$req_cold / $cold" 0)
 
-ok() { python3 -c "print('ok' if $1 else 'MISSED')"; }
 cat <<EOF
 
 Overview benchmark: $TAGS tags (seed: $SEED), concurrency $CONCURRENCY, median of $RUNS runs

@@ -171,6 +171,16 @@ pub fn print_stdout(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// The `REGISTRY` argument as `HOST[:PORT]` (a trailing `/` dropped), or a
+/// usage failure saying how to write it.
+pub fn registry_host(arg: &str) -> Result<&str, Failure> {
+    let registry = arg.trim_end_matches('/');
+    crate::reference::validate_host(registry).map_err(|e| {
+        Failure::from_error(EXIT_USAGE, &e).with_hint("write the registry as HOST[:PORT], without a repository")
+    })?;
+    Ok(registry)
+}
+
 /// The `main` of a controller binary: parses the arguments (a usage error
 /// exits 2, `--help`/`--version` exit 0), runs `run`, and turns its result
 /// into the exit status.

@@ -41,8 +41,8 @@ struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     limit: Option<u32>,
     /// Platform whose labels a multi-arch image is read from.
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    platform: Platform,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -56,10 +56,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("write the image as HOST[:PORT]/REPO, e.g. registry.example.com/acme/web")
     })?;
-    let platform: Platform = args
-        .platform
-        .parse()
-        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let platform = args.platform;
     let state = match &args.deployed {
         None => None,
         Some(path) => {

@@ -15,7 +15,6 @@ use image_lifecycle::prune::{
     CleanupReport, DeleteProgress, Interrupt, apply, check_apply, foreign_record_warnings, load_states, render_result,
     scan_and_plan,
 };
-use image_lifecycle::reference::validate_host;
 use image_lifecycle::registry::Client;
 use image_lifecycle::scan::Progress;
 
@@ -52,8 +51,8 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Platform whose labels a multi-arch image is read from.
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    platform: Platform,
     #[command(flatten)]
     registry_args: RegistryArgs,
 }
@@ -63,14 +62,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let registry = args.registry.trim_end_matches('/');
-    validate_host(registry).map_err(|e| {
-        Failure::from_error(cli::EXIT_USAGE, &e).with_hint("write the registry as HOST[:PORT], without a repository")
-    })?;
-    let platform: Platform = args
-        .platform
-        .parse()
-        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let registry = cli::registry_host(&args.registry)?;
+    let platform = args.platform;
     let policy = Policy::load(&args.policy).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
     let states = load_states(&args.protected).map_err(|e| {
         Failure::from_error(cli::EXIT_USAGE, &e)

@@ -7,7 +7,6 @@ use clap::Parser;
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::image::Platform;
 use image_lifecycle::overview::{TextStyle, registry_overview, render_registry};
-use image_lifecycle::reference::validate_host;
 use image_lifecycle::registry::Client;
 use image_lifecycle::scan::{CatalogFilter, Progress, scan_registry};
 use regex::Regex;
@@ -36,8 +35,8 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Platform whose labels a multi-arch image is read from.
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    platform: Platform,
     #[command(flatten)]
     registry_args: RegistryArgs,
 }
@@ -47,14 +46,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let registry = args.registry.trim_end_matches('/');
-    validate_host(registry).map_err(|e| {
-        Failure::from_error(cli::EXIT_USAGE, &e).with_hint("write the registry as HOST[:PORT], without a repository")
-    })?;
-    let platform: Platform = args
-        .platform
-        .parse()
-        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let registry = cli::registry_host(&args.registry)?;
+    let platform = args.platform;
     let filter = CatalogFilter {
         repo: args
             .repo

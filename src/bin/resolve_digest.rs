@@ -36,8 +36,8 @@ struct Args {
     #[arg(long)]
     deployed_by: Option<String>,
     /// Platform whose labels a multi-arch image is read from.
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
+    platform: Platform,
     /// Write the facts to FILE (atomically) instead of stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -54,10 +54,7 @@ fn run(args: Args) -> Result<(), Failure> {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("write it as HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:<64 hex>")
     })?;
-    let platform: Platform = args
-        .platform
-        .parse()
-        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    let platform = args.platform;
     let req = ResolveRequest {
         reference,
         workspace: args.workspace,

@@ -311,12 +311,7 @@ impl Client {
                     && h.algorithm() == "sha256"
                     && h != computed
                 {
-                    return Err(RegistryError::DigestMismatch {
-                        registry: repo.registry.clone(),
-                        what: what(),
-                        expected: h.to_string(),
-                        actual: computed.to_string(),
-                    });
+                    return Err(mismatch(&repo.registry, what(), &h, &computed));
                 }
                 computed
             }
@@ -351,12 +346,7 @@ impl Client {
                 if let Ok(requested) = reference.parse::<Digest>()
                     && requested != digest
                 {
-                    return Err(RegistryError::DigestMismatch {
-                        registry: repo.registry.clone(),
-                        what: what(),
-                        expected: requested.to_string(),
-                        actual: digest.to_string(),
-                    });
+                    return Err(mismatch(&repo.registry, what(), &requested, &digest));
                 }
                 let size = ans
                     .headers
@@ -1167,12 +1157,17 @@ fn verify(registry: &str, what: &str, digest: &Digest, body: &[u8]) -> Result<()
     } else {
         format!("unverifiable algorithm `{}`", digest.algorithm())
     };
-    Err(RegistryError::DigestMismatch {
+    Err(mismatch(registry, what.into(), digest, &actual))
+}
+
+/// `what` came with digest `actual` where `expected` was asked for or named.
+fn mismatch(registry: &str, what: String, expected: &Digest, actual: &dyn std::fmt::Display) -> RegistryError {
+    RegistryError::DigestMismatch {
         registry: registry.into(),
-        what: what.into(),
-        expected: digest.to_string(),
-        actual,
-    })
+        what,
+        expected: expected.to_string(),
+        actual: actual.to_string(),
+    }
 }
 
 #[cfg(test)]
