@@ -167,7 +167,9 @@ raw=$(calc "($raw1 + $raw2) / 2" 1)
 # registry near 2 CPU seconds per second leaves nothing for any client.
 rm -rf "$work/cache"
 r0=$(reg_cpu); cold_once=$(run_overview "$reg" "$work/cache"); r1=$(reg_cpu)
+check_output
 warm_once=$(run_overview "$reg" "$work/cache"); r2=$(reg_cpu)
+check_output
 reg_cold_cpu=$(calc "$r1 - $r0" 2)
 reg_warm_cpu=$(calc "$r2 - $r1" 2)
 load_loopback=$(cut -d' ' -f1 /proc/loadavg)

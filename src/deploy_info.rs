@@ -1154,7 +1154,9 @@ fn confine(root: &Path, dir: &Path) -> Result<(), DeployInfoError> {
         current.push(part);
         let meta = match fs::symlink_metadata(&current) {
             Ok(m) => m,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            // Missing, or under a file: creating the directory fails and
+            // says so; nothing can lead out of the root from here.
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => return Ok(()),
             Err(source) => {
                 return Err(DeployInfoError::Io {
                     action: "inspect",

@@ -6,8 +6,12 @@ use std::time::Duration;
 /// Never rounds a deadline to a figure the user did not give.
 pub fn duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms < 1000 && d.subsec_nanos().is_multiple_of(1_000_000) {
-        return format!("{ms} ms");
+    if ms < 1000 {
+        if d.subsec_nanos().is_multiple_of(1_000_000) {
+            return format!("{ms} ms");
+        }
+        let text = format!("{:.3}", d.as_secs_f64() * 1000.0);
+        return format!("{} ms", text.trim_end_matches('0').trim_end_matches('.'));
     }
     if d.subsec_nanos() == 0 {
         return format!("{} s", d.as_secs());
@@ -31,6 +35,8 @@ mod tests {
             (Duration::from_millis(250), "250 ms"),
             (Duration::from_millis(60_010), "60.01 s"),
             (Duration::from_micros(1_500_100), "1.5 s"),
+            (Duration::from_micros(400), "0.4 ms"),
+            (Duration::from_micros(999_500), "999.5 ms"),
         ];
         for (d, want) in cases {
             assert_eq!(duration(d), want, "{d:?}");

@@ -274,8 +274,13 @@ impl Applied {
             ));
             return Err(f);
         }
-        if r.interrupted {
-            let left = r.skipped.iter().filter(|s| s.cause == SkipCause::Interrupted).count();
+        let unchecked = r
+            .skipped
+            .iter()
+            .filter(|s| matches!(s.cause, SkipCause::RecheckFailed { .. }))
+            .count();
+        let left = r.skipped.iter().filter(|s| s.cause == SkipCause::Interrupted).count();
+        if r.interrupted && r.failed_count == 0 && unchecked == 0 {
             return Err(Failure::new(
                 EXIT_FAILURE,
                 format!(
@@ -290,11 +295,6 @@ impl Applied {
                  run again to finish",
             ));
         }
-        let unchecked = r
-            .skipped
-            .iter()
-            .filter(|s| matches!(s.cause, SkipCause::RecheckFailed { .. }))
-            .count();
         if r.failed_count == 0 && unchecked == 0 {
             return Ok(());
         }
@@ -315,6 +315,12 @@ impl Applied {
         );
         if let Some(e) = &self.first_error {
             f.causes.push(e.to_string());
+        }
+        if r.interrupted {
+            f.causes.push(format!(
+                "the run was interrupted: {left} planned deletion{} not started",
+                plural(left)
+            ));
         }
         Err(f)
     }
@@ -388,7 +394,7 @@ impl DeleteProgress {
 /// index that was deleted still follow it; what was not started is skipped
 /// as [`SkipCause::Interrupted`].
 #[derive(Debug, Clone, Default)]
-pub struct Interrupt(Arc<AtomicBool>);
+pub struct Interrupt(Arc<AtomicBool>, Arc<AtomicBool>);
 
 impl Interrupt {
     /// Not set, and set only by [`Interrupt::trigger`].
@@ -405,6 +411,19 @@ impl Interrupt {
         self.0.load(Ordering::SeqCst)
     }
 
+    /// Whether a signal arrived after [`Interrupt::finish`]: then it ends
+    /// the process at once (the default action, which the handler of
+    /// [`Interrupt::on_signals`] replaced for good).
+    fn finished(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
+    }
+
+    /// The deletions are over: from now on a signal ends the process at
+    /// once, with status 130.
+    pub fn finish(&self) {
+        self.1.store(true, Ordering::SeqCst);
+    }
+
     /// Sets it on the first SIGINT or SIGTERM, saying so on stderr (above
     /// `progress`'s bar); the second ends the process at once with status
     /// 130, as the signal would have. Must be called inside a Tokio runtime;
@@ -419,6 +438,9 @@ impl Interrupt {
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
+            }
+            if flag.finished() {
+                std::process::exit(130);
             }
             flag.trigger();
             note(
@@ -708,9 +730,11 @@ async fn delete_in_order(
             // Once interrupted, only children of deleted indexes start: no
             // tag reaches them any more.
             let next = if run.interrupt.is_set() {
+                // (An index found gone at the recheck counts as deleted:
+                // its DELETE is a 404 and its children follow it.)
                 ready
                     .iter()
-                    .position(|&c| parent_gone[c].is_some())
+                    .position(|&c| parent_gone[c].is_some() || gone.contains(&order[c]))
                     .and_then(|p| ready.remove(p))
             } else {
                 ready.pop_front()

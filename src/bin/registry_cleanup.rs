@@ -79,8 +79,10 @@ fn run(args: Args) -> Result<(), Failure> {
         ));
     }
 
-    let client = Client::new(args.registry_args.client_options())?;
+    // The runtime outlives the client (dropped after it): the signal
+    // handler of --apply stays answered while the cache is flushed.
     let rt = cli::runtime()?;
+    let client = Client::new(args.registry_args.client_options())?;
     let progress = Progress::for_stderr(args.json);
     let now = chrono::Utc::now();
     let plan = rt.block_on(scan_and_plan(
@@ -123,7 +125,9 @@ fn run(args: Args) -> Result<(), Failure> {
         interrupt
             .on_signals(&bar)
             .map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
-        Ok::<_, Failure>(apply(&client, &plan, &bar, &interrupt).await)
+        let applied = apply(&client, &plan, &bar, &interrupt).await;
+        interrupt.finish();
+        Ok::<_, Failure>(applied)
     })?;
     drop(bar);
     if args.json {

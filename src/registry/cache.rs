@@ -185,9 +185,20 @@ impl Cache {
     }
 
     /// Replaces the pack of `repository` with `entries` (in the background,
-    /// atomically).
+    /// atomically). Entries too many for one pack are written one file
+    /// each instead, and the pack is removed.
     pub fn write_pack(&self, repository: &str, entries: &PackEntries) {
-        self.writer.send(self.pack_path(repository), encode_pack(entries));
+        let packed = encode_pack(entries);
+        if packed.len() as u64 <= PACK_LIMIT {
+            return self.writer.send(self.pack_path(repository), packed);
+        }
+        let _ = std::fs::remove_file(self.pack_path(repository));
+        for ((kind, digest), e) in entries {
+            match kind {
+                Kind::Manifest => self.put_manifest(digest, &e.media_type, &e.body),
+                Kind::Blob => self.put_blob(digest, &e.body),
+            }
+        }
     }
 }
 

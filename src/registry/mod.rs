@@ -110,6 +110,10 @@ struct Answer {
 
 /// The pack of one repository while a scan uses it.
 struct OpenPack {
+    /// How many scans have it open.
+    opens: usize,
+    /// Whether every scan that closed it so far read the whole repository.
+    complete: bool,
     /// Read from disk, not used yet (verified when used).
     loaded: cache::PackEntries,
     /// Used or fetched since opened: the next pack.
@@ -165,28 +169,50 @@ impl Client {
     /// blobs of the repository are looked up in it first, and what is
     /// fetched or used is kept in memory instead of being written entry by
     /// entry, until [`Client::close_pack`]. A no-op without a cache.
+    /// Opening a pack that is open already only counts: the last close
+    /// closes it.
     pub fn open_pack(&self, repo: &Reference) {
         let Some(cache) = &self.cache else { return };
+        if let Some(pack) = self.lock_packs().get_mut(&repo.name()) {
+            pack.opens += 1;
+            return;
+        }
         let loaded = cache.read_pack(&repo.name());
-        self.lock_packs().insert(
-            repo.name(),
-            OpenPack {
-                loaded,
-                used: cache::PackEntries::new(),
-            },
-        );
+        self.lock_packs().entry(repo.name()).or_insert(OpenPack {
+            opens: 1,
+            loaded,
+            used: cache::PackEntries::new(),
+            complete: true,
+        });
     }
 
-    /// Stops using the pack of `repo`; with `save`, replaces it with the
-    /// entries used since [`Client::open_pack`] (so entries of deleted
-    /// tags drop out).
-    pub fn close_pack(&self, repo: &Reference, save: bool) {
-        let Some(pack) = self.lock_packs().remove(&repo.name()) else {
+    /// Stops using the pack of `repo` and writes it: with `complete` (the
+    /// scan read the whole repository), only the entries used since
+    /// [`Client::open_pack`], so entries of deleted tags drop out;
+    /// otherwise everything it had and fetched, so the work of a scan that
+    /// failed half way is kept for the next one.
+    pub fn close_pack(&self, repo: &Reference, complete: bool) {
+        let pack = {
+            let mut packs = self.lock_packs();
+            let Some(pack) = packs.get_mut(&repo.name()) else {
+                return;
+            };
+            pack.complete &= complete;
+            pack.opens -= 1;
+            if pack.opens > 0 {
+                return;
+            }
+            packs.remove(&repo.name())
+        };
+        let (Some(mut pack), Some(cache)) = (pack, &self.cache) else {
             return;
         };
-        if let (true, Some(cache)) = (save, &self.cache) {
-            cache.write_pack(&repo.name(), &pack.used);
+        if !pack.complete {
+            for (k, e) in pack.loaded.drain() {
+                pack.used.entry(k).or_insert(e);
+            }
         }
+        cache.write_pack(&repo.name(), &pack.used);
     }
 
     fn lock_packs(&self) -> std::sync::MutexGuard<'_, HashMap<String, OpenPack>> {
@@ -1183,6 +1209,78 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn packs_keep_what_a_scan_used_and_all_of_an_unfinished_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let client = Client::new(ClientOptions {
+            cache_dir: Some(dir.path().into()),
+            lookup_env: LookupEnv::default(),
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let cache = client.cache.clone().unwrap();
+        let repo: Reference = "reg.example/acme/web".parse().unwrap();
+        let body = |s: &str| Bytes::from(s.to_string());
+        let (a, b, c) = (body("a"), body("b"), body("c"));
+        let (da, db, dc) = (Digest::sha256_of(&a), Digest::sha256_of(&b), Digest::sha256_of(&c));
+        let entry = |b: &Bytes| cache::Entry {
+            media_type: String::new(),
+            body: b.clone(),
+        };
+        let mut old = cache::PackEntries::new();
+        old.insert((cache::Kind::Blob, da.clone()), entry(&a));
+        old.insert((cache::Kind::Blob, dc.clone()), entry(&c));
+        cache.write_pack(&repo.name(), &old);
+        cache.flush();
+        let keys = |p: &cache::PackEntries| {
+            let mut k: Vec<Digest> = p.keys().map(|(_, d)| d.clone()).collect();
+            k.sort();
+            k
+        };
+        let sorted = |mut v: Vec<Digest>| {
+            v.sort();
+            v
+        };
+
+        // A scan that fails half way: used a, fetched b; c is kept too.
+        client.open_pack(&repo);
+        assert_eq!(client.cached(&repo, cache::Kind::Blob, &da).unwrap().body, a);
+        client.keep(&repo, cache::Kind::Blob, &db, "", &b);
+        client.close_pack(&repo, false);
+        cache.flush();
+        assert_eq!(
+            keys(&cache.read_pack(&repo.name())),
+            sorted(vec![da.clone(), db.clone(), dc.clone()])
+        );
+
+        // Nested opens: only the last close writes; a complete scan keeps
+        // only what it used.
+        client.open_pack(&repo);
+        client.open_pack(&repo);
+        assert!(client.cached(&repo, cache::Kind::Blob, &db).is_some());
+        client.close_pack(&repo, true);
+        assert!(client.cached(&repo, cache::Kind::Blob, &dc).is_some(), "still open");
+        client.close_pack(&repo, true);
+        cache.flush();
+        assert_eq!(
+            keys(&cache.read_pack(&repo.name())),
+            sorted(vec![db.clone(), dc.clone()])
+        );
+        client.open_pack(&repo);
+        assert!(client.cached(&repo, cache::Kind::Blob, &db).is_some());
+        client.close_pack(&repo, true);
+        cache.flush();
+        assert_eq!(keys(&cache.read_pack(&repo.name())), vec![db]);
+        // A damaged entry is never returned.
+        let mut bad = cache::PackEntries::new();
+        bad.insert((cache::Kind::Blob, da.clone()), entry(&body("not a")));
+        cache.write_pack(&repo.name(), &bad);
+        cache.flush();
+        client.open_pack(&repo);
+        assert!(client.cached(&repo, cache::Kind::Blob, &da).is_none());
+        client.close_pack(&repo, true);
     }
 
     #[test]
