@@ -451,7 +451,11 @@ fn warm_run_costs_the_tag_list_and_one_head_per_tag() {
     let again = proxy.requests()[before..].to_vec();
     assert_eq!(count(&again, "HEAD", "/manifests/"), 9);
     // Eight distinct digests among the nine tags, and the two children.
-    assert_eq!(count(&again, "GET", "/manifests/sha256:"), 10, "manifests fetched again");
+    assert_eq!(
+        count(&again, "GET", "/manifests/sha256:"),
+        10,
+        "manifests fetched again"
+    );
     assert!(count(&again, "GET", "/blobs/") >= 8, "configs fetched again");
     let before = proxy.requests().len();
     assert_eq!(json_run(&env, &["dev", &image]), want);
