@@ -319,6 +319,10 @@ run cleanup-unreachable env WORKSPACES="test broken" CLEANUP_POLICY="$tmp/policy
 { [ "$rc" -ne 0 ] && in_log "broken-down"; }; verdict "task cleanup -- --apply with an unreachable host aborts naming it"
 run tags-after-abort skopeo list-tags --tls-verify=false "docker://$image"
 { grep -q "$T1" "$log" && grep -q "$T2" "$log" && grep -q "$T3" "$log"; }; verdict "an aborted cleanup deletes nothing"
+run cleanup-gc-no-host env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" "$task" cleanup -- --apply --gc
+{ [ "$rc" -ne 0 ] && in_log "cleanup_garbage_collect needs cleanup_registry_host"; }; verdict "task cleanup -- --apply --gc without a registry host refuses before anything"
+run tags-after-gc-refusal skopeo list-tags --tls-verify=false "docker://$image"
+{ grep -q "$T1" "$log" && grep -q "$T2" "$log" && grep -q "$T3" "$log"; }; verdict "the refused --gc run deletes nothing"
 
 # --- the compose runtime, with a stand-in for `docker compose` ------------------------
 cat >"$tmp/fake-docker" <<'EOF'
