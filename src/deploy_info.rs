@@ -345,6 +345,13 @@ pub fn flow_depth(text: &str) -> usize {
             _ => 0,
         }
     };
+    // The index of the line break at or after `i` (or `n`).
+    let eol = |mut i: usize| -> usize {
+        while i < n && brk(i) == 0 {
+            i += 1;
+        }
+        i
+    };
     let blank_at = |i: usize| i >= n || b[i] == b' ' || b[i] == b'\t' || brk(i) > 0;
     let flow_ind = |c: u8| matches!(c, b',' | b'[' | b']' | b'{' | b'}');
     let mut i = if text.starts_with('\u{feff}') { 3 } else { 0 };
@@ -397,10 +404,7 @@ pub fn flow_depth(text: &str) -> usize {
                 }
                 if let Some(m) = skip_indent {
                     if blank || indent >= m {
-                        i = j;
-                        while i < n && brk(i) == 0 {
-                            i += 1;
-                        }
+                        i = eol(j);
                         if i < n {
                             i += brk(i);
                         }
@@ -409,10 +413,7 @@ pub fn flow_depth(text: &str) -> usize {
                     skip_indent = None;
                 }
                 if blank && block_scalar.is_some() {
-                    i = j;
-                    while i < n && brk(i) == 0 {
-                        i += 1;
-                    }
+                    i = eol(j);
                     if i < n {
                         i += brk(i);
                     }
@@ -426,9 +427,7 @@ pub fn flow_depth(text: &str) -> usize {
                 owner_col = indent;
                 // Directives, and document markers followed by a node.
                 if indent == 0 && i < n && b[i] == b'%' {
-                    while i < n && brk(i) == 0 {
-                        i += 1;
-                    }
+                    i = eol(i);
                     continue;
                 }
                 if indent == 0 && (b[i..].starts_with(b"---") || b[i..].starts_with(b"...")) && blank_at(i + 3) {
@@ -448,9 +447,7 @@ pub fn flow_depth(text: &str) -> usize {
         col = i - line_start;
         let after_blank = i == line_start || b[i - 1] == b' ' || b[i - 1] == b'\t';
         if c == b'#' && after_blank {
-            while i < n && brk(i) == 0 {
-                i += 1;
-            }
+            i = eol(i);
             in_plain = false;
             continue;
         }
@@ -528,9 +525,7 @@ pub fn flow_depth(text: &str) -> usize {
                         i += 1;
                     }
                     block_scalar = Some((owner_col, explicit));
-                    while i < n && brk(i) == 0 {
-                        i += 1;
-                    }
+                    i = eol(i);
                 }
                 b'\'' | b'"' => {
                     // A quoted scalar on one line is skipped; one that goes on

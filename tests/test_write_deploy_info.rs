@@ -318,6 +318,24 @@ fn direct_unwritable_targets_fail_naming_the_path() {
     assert_eq!(tree(&w.root().join("rednaw/hello-world")), ["deploy-info.yml"]);
 }
 
+/// `<root>/<org>` replaced by a symlink out of the root: the module (run
+/// as Ansible runs it) refuses, in check mode too, and writes nothing there.
+#[test]
+fn direct_org_directory_linked_out_of_the_root_is_refused() {
+    let w = Workdir::new();
+    let outside = w.path().join("etc");
+    fs::create_dir_all(&outside).unwrap();
+    fs::create_dir_all(w.root()).unwrap();
+    std::os::unix::fs::symlink(&outside, w.root().join("rednaw")).unwrap();
+    let mut args = w.write_args(&digest('a'));
+    for check_mode in [true, false] {
+        args["_ansible_check_mode"] = json!(check_mode);
+        w.module(WRITE_BIN, &args)
+            .assert_failed_with(&format!("`{}` resolves to `", w.root().join("rednaw").display()));
+    }
+    assert_eq!(tree(&outside), Vec::<String>::new(), "nothing written outside the root");
+}
+
 /// Kills writers of a large record at moments spread over a whole write;
 /// every time, the record on disk must be exactly the old one or exactly
 /// the new one.
