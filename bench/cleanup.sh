@@ -143,7 +143,7 @@ kept=$(json_get "$work/after.json" "['plan']['keep_count']")
 
 echo "$prog: garbage collection" >&2
 gc_start=$(date +%s.%N)
-docker-registry garbage-collect "$work/config.yml" >"$work/gc.log" 2>&1
+docker-registry garbage-collect "$reg_config" >"$work/gc.log" 2>&1
 gc_s=$(calc "$(date +%s.%N) - $gc_start" 1)
 storage_after=$(du -sb "$work/data" | cut -f1)
 

@@ -26,13 +26,16 @@ wait_port() {
     exit 1
 }
 
-# start_registry → a registry with deletes enabled and the access log off,
-# data in $work/data; sets `reg` (HOST:PORT) and `reg_pid`.
+# start_registry [ENV=VALUE…] → a registry with deletes enabled and the
+# access log off, data in $work/data (registries started one after another
+# share it), the given environment added (e.g. GOGC=400); sets `reg`
+# (HOST:PORT), `reg_pid` and `reg_config` (its configuration file).
 start_registry() {
     local port
     port=$(free_port)
     reg=127.0.0.1:$port
-    cat >"$work/config.yml" <<EOF
+    reg_config=$work/config-$port.yml
+    cat >"$reg_config" <<EOF
 version: 0.1
 log:
   level: error
@@ -46,7 +49,7 @@ storage:
 http:
   addr: $reg
 EOF
-    docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
+    env "$@" docker-registry serve "$reg_config" >"$work/registry-$port.log" 2>&1 &
     reg_pid=$!
     pids+=("$reg_pid")
     wait_port "$port"
