@@ -9,8 +9,11 @@
 //! - `deploy-history.yml`: a YAML list of the same records, oldest first,
 //!   the current one last, trimmed to `history_limit` entries.
 //!
-//! Both are rendered by `serde_norway` (YAML 1.2: any string round-trips) and
-//! replaced atomically. Writers of one app directory take an exclusive lock
+//! Both are written so that any string round-trips through YAML 1.1 readers
+//! (PyYAML, behind Ansible's `from_yaml`) as well as YAML 1.2 ones (a value
+//! plain only where no reader can take it for a boolean, number, date or
+//! null, else double-quoted), read with `serde_norway`, and replaced
+//! atomically. Writers of one app directory take an exclusive lock
 //! on it, so two deploys at once leave both in the history, one after the
 //! other, and one complete current record.
 //!
@@ -135,8 +138,6 @@ pub enum DeployInfoError {
     },
     #[error("`{}` is locked by another deploy-info writer; gave up after {}", .dir.display(), crate::human::duration(*.waited))]
     Locked { dir: PathBuf, waited: Duration },
-    #[error("cannot render the deploy-info record as YAML: {0}")]
-    Render(String),
 }
 
 impl DeployInfoError {
@@ -149,7 +150,6 @@ impl DeployInfoError {
             | DeployInfoError::NotAFile { path }
             | DeployInfoError::SymlinkOutside { path, .. } => Some(path),
             DeployInfoError::Locked { dir, .. } | DeployInfoError::DirOutside { dir, .. } => Some(dir),
-            DeployInfoError::Render(_) => None,
         }
     }
 }
@@ -168,13 +168,57 @@ impl From<DeployInfoError> for Failure {
 // Rendering and reading
 
 /// The text of `deploy-info.yml` for `record`.
-pub fn render_record(record: &DeployRecord) -> Result<String, DeployInfoError> {
-    serde_norway::to_string(record).map_err(|e| DeployInfoError::Render(e.to_string()))
+pub fn render_record(record: &DeployRecord) -> String {
+    let mut out = String::new();
+    render_fields(&mut out, record, "");
+    out
 }
 
 /// The text of `deploy-history.yml` for `history` (oldest first).
-pub fn render_history(history: &[DeployRecord]) -> Result<String, DeployInfoError> {
-    serde_norway::to_string(history).map_err(|e| DeployInfoError::Render(e.to_string()))
+pub fn render_history(history: &[DeployRecord]) -> String {
+    if history.is_empty() {
+        return "[]\n".into();
+    }
+    let mut out = String::new();
+    for record in history {
+        out.push_str("- ");
+        render_fields(&mut out, record, "  ");
+    }
+    out
+}
+
+/// One line per field, in the contract's order; the first line without
+/// `indent` (it follows `- ` in a list). Values are strings written so that
+/// YAML 1.1 readers (PyYAML, hence Ansible's `from_yaml`) read the same
+/// string as YAML 1.2 ones, see [`crate::yaml_scalar`]; absent ones `null`.
+fn render_fields(out: &mut String, r: &DeployRecord, indent: &str) {
+    let tag = r.tag.as_ref().map(ToString::to_string);
+    let digest = r.digest.to_string();
+    let fields: [(&str, Option<&str>); 11] = [
+        ("app", Some(&r.app)),
+        ("workspace", Some(&r.workspace)),
+        ("image", Some(&r.image)),
+        ("tag", tag.as_deref()),
+        ("digest", Some(&digest)),
+        ("description", r.description.as_deref()),
+        ("deployed_at", Some(&r.deployed_at)),
+        ("deployed_by", r.deployed_by.as_deref()),
+        ("built_at", r.built_at.as_deref()),
+        ("revision", r.revision.as_deref()),
+        ("source", r.source.as_deref()),
+    ];
+    for (i, (key, value)) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(indent);
+        }
+        out.push_str(key);
+        out.push_str(": ");
+        match value {
+            Some(v) => out.push_str(&crate::yaml_scalar::scalar(v)),
+            None => out.push_str("null"),
+        }
+        out.push('\n');
+    }
 }
 
 /// Parses the text of a `deploy-info.yml`; `path` is for the error.
@@ -1023,7 +1067,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
             history_text: None,
         });
     }
-    let after = render_record(&request.record)?;
+    let after = render_record(&request.record);
     let history_text = match request.history_limit {
         0 => None,
         limit => {
@@ -1037,7 +1081,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
             history.push(request.record.clone());
             let excess = history.len().saturating_sub(limit);
             history.drain(..excess);
-            Some(render_history(&history)?)
+            Some(render_history(&history))
         }
     };
     let outcome = WriteOutcome {
@@ -1551,13 +1595,13 @@ mod tests {
 
     #[test]
     fn renders_keys_in_contract_order() {
-        let text = render_record(&record(D1, "2026-01-25T01:10:00Z")).unwrap();
+        let text = render_record(&record(D1, "2026-01-25T01:10:00Z"));
         assert_eq!(
             text,
             format!(
                 "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\ntag: eb53023\n\
                  digest: {D1}\ndescription: add healthcheck + fix nginx proxy header\n\
-                 deployed_at: 2026-01-25T01:10:00Z\ndeployed_by: wander@casa\nbuilt_at: 2026-01-25T01:01:33Z\n\
+                 deployed_at: \"2026-01-25T01:10:00Z\"\ndeployed_by: wander@casa\nbuilt_at: \"2026-01-25T01:01:33Z\"\n\
                  revision: null\nsource: https://github.com/rednaw/hello-world\n"
             )
         );
@@ -1601,9 +1645,9 @@ mod tests {
         fn any_description_round_trips(s in "\\PC*|[\\x00-\\x7f\\u{80}-\\u{10ffff}]{0,64}") {
             let mut r = record(D1, "2026-01-25T01:10:00Z");
             r.description = Some(s);
-            let text = render_record(&r).unwrap();
+            let text = render_record(&r);
             proptest::prop_assert_eq!(parse_record(&text, Path::new("x")).unwrap(), r.clone());
-            let history = render_history(&[r.clone(), r.clone()]).unwrap();
+            let history = render_history(&[r.clone(), r.clone()]);
             proptest::prop_assert_eq!(parse_history(&history, Path::new("x")).unwrap(), vec![r.clone(), r]);
         }
     }

@@ -25,3 +25,4 @@ pub mod reference;
 pub mod registry;
 pub mod scan;
 pub mod untag;
+pub mod yaml_scalar;

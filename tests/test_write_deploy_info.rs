@@ -11,22 +11,22 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use harness::{IMAGE, READ_BIN, WRITE_BIN, Workdir, as_list_item, digest, module_output, tree};
+use harness::{IMAGE, READ_BIN, WRITE_BIN, Workdir, as_list_item, digest, module_output, tree, venv_tool};
 use serde_json::{Value, json};
 
 fn expected_a(d: &str) -> String {
     format!(
         "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\ntag: eb53023\n\
-         digest: {d}\ndescription: add healthcheck + fix nginx proxy header\ndeployed_at: 2026-01-25T01:10:00Z\n\
-         deployed_by: wander@casa\nbuilt_at: 2026-01-25T01:01:33Z\nrevision: eb53023c8f4d9b1e2a7f6c5d4e3b2a1f0e9d8c7b\n\
+         digest: {d}\ndescription: add healthcheck + fix nginx proxy header\ndeployed_at: \"2026-01-25T01:10:00Z\"\n\
+         deployed_by: wander@casa\nbuilt_at: \"2026-01-25T01:01:33Z\"\nrevision: eb53023c8f4d9b1e2a7f6c5d4e3b2a1f0e9d8c7b\n\
          source: https://github.com/rednaw/hello-world\n"
     )
 }
 
 fn expected_b(d: &str) -> String {
     format!(
-        "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\ntag: '6350192'\n\
-         digest: {d}\ndescription: version 0.0.2\ndeployed_at: 2026-01-26T00:00:00Z\n\
+        "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\ntag: \"6350192\"\n\
+         digest: {d}\ndescription: version 0.0.2\ndeployed_at: \"2026-01-26T00:00:00Z\"\n\
          deployed_by: null\nbuilt_at: null\nrevision: null\nsource: null\n"
     )
 }
@@ -34,7 +34,7 @@ fn expected_b(d: &str) -> String {
 fn expected_c(d: &str, deployed_at: &str) -> String {
     format!(
         "app: hello-world\nworkspace: dev\nimage: registry.rednaw.nl/rednaw/hello-world\ntag: null\n\
-         digest: {d}\ndescription: null\ndeployed_at: {deployed_at}\n\
+         digest: {d}\ndescription: null\ndeployed_at: \"{deployed_at}\"\n\
          deployed_by: null\nbuilt_at: null\nrevision: null\nsource: null\n"
     )
 }
@@ -112,6 +112,15 @@ fn hostile_texts() -> Vec<String> {
         "null".into(),
         "0123".into(),
         "2026-01-25T01:10:00Z".into(),
+        // What YAML 1.1 readers (PyYAML, Ansible's from_yaml) take for
+        // booleans, numbers and dates when plain.
+        "on".into(),
+        "No".into(),
+        "12:30:00".into(),
+        "2026-01-25".into(),
+        "12e4567".into(),
+        "1_234".into(),
+        "~".into(),
         big,
     ]
 }
@@ -155,7 +164,8 @@ fn direct_texts_beyond_ansible_round_trip() {
         "{% raw %}",
         "nul\0byte",
         "\u{1b}[31mred",
-        "\u{feff}bom \u{85}nel \u{2028}ls",
+        "\u{feff}bom \u{85}nel \u{2028}ls \u{2029}ps",
+        "\u{7f}del \u{9b}csi \u{fffe}",
     ];
     for (i, t) in texts.iter().enumerate() {
         let mut args = w.write_args(&digest('a'));
@@ -167,7 +177,28 @@ fn direct_texts_beyond_ansible_round_trip() {
             &json!({"root": w.root(), "org": "rednaw", "app": format!("t{i}")}),
         );
         assert_eq!(read.result["deploy_info"][0]["description"], json!(t), "{t:?}");
+        let file = w.root().join(format!("rednaw/t{i}/deploy-info.yml"));
+        assert_eq!(pyyaml_load(&file)["description"], json!(t), "{t:?} through PyYAML");
     }
+}
+
+/// The file as PyYAML (the venv's, as Ansible reads YAML) loads it, as JSON.
+fn pyyaml_load(path: &std::path::Path) -> Value {
+    let out = Command::new(venv_tool("python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1], encoding='utf-8')), default=repr))",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "PyYAML cannot read {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 #[test]
