@@ -141,6 +141,32 @@ pub enum DeployInfoError {
 }
 
 impl DeployInfoError {
+    /// The same error with a path under `from` shown under `to` instead:
+    /// files are written through the pinned app directory
+    /// (`/proc/self/fd/N`), messages name it as the user does.
+    fn shown_under(self, from: &Path, to: &Path) -> Self {
+        let fix = |p: PathBuf| rebase(&p, from, to);
+        match self {
+            DeployInfoError::Io { action, path, source } => DeployInfoError::Io {
+                action,
+                path: fix(path),
+                source,
+            },
+            DeployInfoError::Malformed { path, reason } => DeployInfoError::Malformed {
+                path: fix(path),
+                reason,
+            },
+            DeployInfoError::TooLarge { path, limit } => DeployInfoError::TooLarge { path: fix(path), limit },
+            DeployInfoError::NotAFile { path } => DeployInfoError::NotAFile { path: fix(path) },
+            DeployInfoError::SymlinkOutside { path, target, dir } => DeployInfoError::SymlinkOutside {
+                path: fix(path),
+                target,
+                dir,
+            },
+            other @ (DeployInfoError::DirOutside { .. } | DeployInfoError::Locked { .. }) => other,
+        }
+    }
+
     /// The file or directory at fault.
     pub fn path(&self) -> Option<&Path> {
         match self {
@@ -962,20 +988,26 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
         confine(root, app_dir)?;
     }
     if check_mode {
-        return plan(request).map(|p| p.outcome);
+        return plan(request, app_dir).map(|p| p.outcome);
     }
     atomic::create_dir_all(app_dir, DIR_MODE).map_err(|source| DeployInfoError::Io {
         action: "create directory",
         path: app_dir.into(),
         source,
     })?;
-    let _lock = lock_dir(app_dir)?;
-    // Again under the lock: what was checked may have been swapped since.
-    if let Some(root) = &request.root {
-        confine(root, app_dir)?;
-    }
-    let plan = plan(request)?;
-    for target in &plan.outcome.mode_fixed {
+    let lock = lock_dir(app_dir)?;
+    #[cfg(test)]
+    tests::AFTER_LOCK.with(|hook| {
+        if let Some(f) = hook.borrow_mut().take() {
+            f()
+        }
+    });
+    // From here on every file is reached through the locked directory
+    // itself, checked to lie under the root: swapping a directory on the way
+    // for a symlink now changes nothing.
+    let io_dir = pinned(&lock, request.root.as_deref(), app_dir)?;
+    let plan = plan(request, &io_dir).map_err(|e| e.shown_under(&io_dir, app_dir))?;
+    for target in &plan.mode_targets {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(target, fs::Permissions::from_mode(request.mode)).map_err(|source| {
             DeployInfoError::Io {
@@ -983,6 +1015,7 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
                 path: target.clone(),
                 source,
             }
+            .shown_under(&io_dir, app_dir)
         })?;
     }
     if !plan.outcome.changed || !plan.outcome.mode_fixed.is_empty() {
@@ -990,10 +1023,13 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
     }
     // Under the lock, any temp file beside ours is a killed writer's.
     for target in std::iter::once(&plan.record_target).chain(plan.history_target.as_ref()) {
-        atomic::remove_stale_temps(target).map_err(|source| DeployInfoError::Io {
-            action: "clean up temp files beside",
-            path: target.clone(),
-            source,
+        atomic::remove_stale_temps(target).map_err(|source| {
+            DeployInfoError::Io {
+                action: "clean up temp files beside",
+                path: target.clone(),
+                source,
+            }
+            .shown_under(&io_dir, app_dir)
         })?;
     }
     // The record first: it is what cleanup protects and what a host runs.
@@ -1001,12 +1037,51 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
     if let (Some(target), Some(text)) = (&plan.history_target, &plan.history_text) {
         files.push((target, text.as_bytes()));
     }
-    atomic::write_atomic_all(&files, request.mode).map_err(|source| DeployInfoError::Io {
-        action: "write deploy-info files in",
-        path: parent_dir(&plan.record_target).into(),
-        source,
+    atomic::write_atomic_all(&files, request.mode).map_err(|source| {
+        DeployInfoError::Io {
+            action: "write deploy-info files in",
+            path: parent_dir(&plan.record_target).into(),
+            source,
+        }
+        .shown_under(&io_dir, app_dir)
     })?;
     Ok(plan.outcome)
+}
+
+/// `path` with the prefix `from` replaced by `to` (unchanged if it lacks
+/// the prefix).
+fn rebase(path: &Path, from: &Path, to: &Path) -> PathBuf {
+    match path.strip_prefix(from) {
+        Ok(rest) if rest.as_os_str().is_empty() => to.into(),
+        Ok(rest) => to.join(rest),
+        Err(_) => path.into(),
+    }
+}
+
+/// The open, locked app directory as a path that resolves to it whatever
+/// happens to the names on the way (`/proc/self/fd/N`), once the kernel's
+/// own name for it is checked to lie under `root`. Without `/proc`, the
+/// directory's name, checked again under the lock by [`confine`].
+fn pinned(lock: &DirLock, root: Option<&Path>, app_dir: &Path) -> Result<PathBuf, DeployInfoError> {
+    use std::os::fd::AsRawFd;
+    let via = PathBuf::from(format!("/proc/self/fd/{}", lock.dir.as_raw_fd()));
+    let Ok(real) = fs::read_link(&via) else {
+        if let Some(root) = root {
+            confine(root, app_dir)?;
+        }
+        return Ok(app_dir.into());
+    };
+    if let Some(root) = root
+        && let Ok(canonical_root) = fs::canonicalize(root)
+        && (!real.starts_with(&canonical_root) || real == canonical_root)
+    {
+        return Err(DeployInfoError::DirOutside {
+            dir: app_dir.into(),
+            target: real,
+            root: canonical_root,
+        });
+    }
+    Ok(via)
 }
 
 struct Plan {
@@ -1014,15 +1089,25 @@ struct Plan {
     record_target: PathBuf,
     history_target: Option<PathBuf>,
     history_text: Option<String>,
+    /// The files of `outcome.mode_fixed`, reached through the I/O directory.
+    mode_targets: Vec<PathBuf>,
 }
 
-/// Reads the current files and decides; writes nothing.
-fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
-    let record_target = write_target(&request.path)?;
+/// Reads the current files and decides; writes nothing. Files are reached
+/// in `io_dir` (the app directory, or a path pinned to it); the outcome
+/// names them as `request.path` does.
+fn plan(request: &WriteRequest, io_dir: &Path) -> Result<Plan, DeployInfoError> {
+    let app_dir = parent_dir(&request.path);
+    let shown = |p: &PathBuf| rebase(p, io_dir, app_dir);
+    let io_path = match request.path.file_name() {
+        Some(name) => io_dir.join(name),
+        None => request.path.clone(),
+    };
+    let record_target = write_target(&io_path)?;
     let history_file = history_path(&request.path);
     let history_target = match request.history_limit {
         0 => None,
-        _ => Some(write_target(&history_file)?),
+        _ => Some(write_target(&history_path(&io_path))?),
     };
     let before = read_bounded(&record_target)?;
     let current = before
@@ -1042,7 +1127,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
         .filter(|c| c.same_deploy(&request.record) && !request.force);
     if let Some(current) = unchanged {
         // Same deploy: only a mode that differs from the one asked for changes.
-        let mode_fixed: Vec<PathBuf> = std::iter::once(&record_target)
+        let mode_targets: Vec<PathBuf> = std::iter::once(&record_target)
             .chain(history_target.as_ref())
             .filter(|t| {
                 use std::os::unix::fs::PermissionsExt;
@@ -1050,6 +1135,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
             })
             .cloned()
             .collect();
+        let mode_fixed: Vec<PathBuf> = mode_targets.iter().map(shown).collect();
         let outcome = WriteOutcome {
             changed: !mode_fixed.is_empty(),
             path: request.path.clone(),
@@ -1065,6 +1151,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
             record_target,
             history_target: None,
             history_text: None,
+            mode_targets,
         });
     }
     let after = render_record(&request.record);
@@ -1099,6 +1186,7 @@ fn plan(request: &WriteRequest) -> Result<Plan, DeployInfoError> {
         record_target,
         history_target,
         history_text,
+        mode_targets: Vec::new(),
     })
 }
 
@@ -1161,10 +1249,15 @@ fn write_target(path: &Path) -> Result<PathBuf, DeployInfoError> {
         });
     }
     match fs::symlink_metadata(&target) {
-        Ok(m) if m.is_file() => Ok(target),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(target),
-        Ok(_) => Err(DeployInfoError::NotAFile { path: target }),
-        Err(e) => Err(io_err("inspect", &target, e)),
+        Ok(m) if !m.is_file() => return Err(DeployInfoError::NotAFile { path: target }),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(io_err("inspect", &target, e)),
+        _ => {}
+    }
+    // Reached from the directory as `path` names it (which may be pinned to
+    // the open directory), not by the target's own full name.
+    match target.strip_prefix(&dir) {
+        Ok(rest) => Ok(parent_dir(path).join(rest)),
+        Err(_) => Ok(target),
     }
 }
 
@@ -1228,7 +1321,7 @@ fn confine(root: &Path, dir: &Path) -> Result<(), DeployInfoError> {
 /// An exclusive `flock` on an app directory, held while its files are read,
 /// decided on and replaced; released when dropped (or the process dies).
 struct DirLock {
-    _dir: File,
+    dir: File,
 }
 
 // `File::try_lock` is std since 1.89; the crate needs a newer Rust than its
@@ -1244,7 +1337,7 @@ fn lock_dir(dir: &Path) -> Result<DirLock, DeployInfoError> {
     let start = Instant::now();
     loop {
         match handle.try_lock() {
-            Ok(()) => return Ok(DirLock { _dir: handle }),
+            Ok(()) => return Ok(DirLock { dir: handle }),
             Err(TryLockError::WouldBlock) if start.elapsed() < LOCK_TIMEOUT => {
                 std::thread::sleep(Duration::from_millis(5));
             }
@@ -1511,6 +1604,17 @@ pub fn read_module(args: &mut ModuleArgs) -> Result<Map<String, Value>, Failure>
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::cell::RefCell;
+
+    thread_local! {
+        /// Run by [`write`] right after it locked the app directory: where
+        /// a test swaps directories as an attacker racing a deploy would.
+        pub(super) static AFTER_LOCK: RefCell<Option<Box<dyn FnOnce()>>> = RefCell::new(None);
+    }
+
+    fn after_lock(f: impl FnOnce() + 'static) {
+        AFTER_LOCK.with(|hook| *hook.borrow_mut() = Some(Box::new(f)));
+    }
 
     const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -1902,6 +2006,46 @@ mod tests {
         let r = request(&linked_root, json!({"app": "api"})).unwrap();
         write(&r, false).unwrap();
         assert!(root.join("shared/rednaw/api/deploy-info.yml").is_file());
+    }
+
+    #[test]
+    fn directories_swapped_after_the_lock_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("opt");
+        let elsewhere = dir.path().join("etc");
+        fs::create_dir_all(elsewhere.join("rednaw/hello-world")).unwrap();
+        let r = request(&root, json!({})).unwrap();
+        write(&r, false).unwrap();
+        let org = root.join("rednaw");
+        // The org directory renamed (still under the root) and a link out
+        // put in its place: the write goes on in the directory it locked.
+        let (o, moved, e) = (org.clone(), root.join("rednaw.moved"), elsewhere.join("rednaw"));
+        after_lock(move || {
+            fs::rename(&o, &moved).unwrap();
+            std::os::unix::fs::symlink(&e, &o).unwrap();
+        });
+        let r2 = request(&root, json!({"digest": D2})).unwrap();
+        let outcome = write(&r2, false).unwrap();
+        assert_eq!(outcome.path, r2.path, "reported as asked");
+        let record = read_record(&root.join("rednaw.moved/hello-world/deploy-info.yml"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.digest.to_string(), D2);
+        assert_eq!(fs::read_dir(elsewhere.join("rednaw/hello-world")).unwrap().count(), 0);
+        // The app directory itself moved out of the root after the lock:
+        // refused, nothing written there.
+        fs::remove_file(&org).unwrap();
+        fs::rename(root.join("rednaw.moved"), &org).unwrap();
+        let (a, out) = (org.join("hello-world"), elsewhere.join("moved-app"));
+        let out2 = out.clone();
+        after_lock(move || fs::rename(&a, &out2).unwrap());
+        let r3 = request(&root, json!({"digest": D1, "force": true})).unwrap();
+        let e = write(&r3, false).unwrap_err();
+        assert!(matches!(e, DeployInfoError::DirOutside { .. }), "{e}");
+        assert_eq!(e.path(), Some(org.join("hello-world").as_path()), "{e}");
+        let moved_record = read_record(&out.join("deploy-info.yml")).unwrap().unwrap();
+        assert_eq!(moved_record.digest.to_string(), D2, "the moved directory is untouched");
+        assert_eq!(fs::read_dir(&out).unwrap().count(), 2, "no temp file left: {out:?}");
     }
 
     #[test]
