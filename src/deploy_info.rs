@@ -1006,7 +1006,13 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
     // itself, checked to lie under the root: swapping a directory on the way
     // for a symlink now changes nothing.
     let io_dir = pinned(&lock, request.root.as_deref(), app_dir)?;
-    let plan = plan(request, &io_dir).map_err(|e| e.shown_under(&io_dir, app_dir))?;
+    write_in(request, &io_dir).map_err(|e| e.shown_under(&io_dir, app_dir))
+}
+
+/// The locked part of [`write`]: files reached in `io_dir`; errors name
+/// them there.
+fn write_in(request: &WriteRequest, io_dir: &Path) -> Result<WriteOutcome, DeployInfoError> {
+    let plan = plan(request, io_dir)?;
     for target in &plan.mode_targets {
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(target, fs::Permissions::from_mode(request.mode)).map_err(|source| {
@@ -1015,7 +1021,6 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
                 path: target.clone(),
                 source,
             }
-            .shown_under(&io_dir, app_dir)
         })?;
     }
     if !plan.outcome.changed || !plan.outcome.mode_fixed.is_empty() {
@@ -1023,13 +1028,10 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
     }
     // Under the lock, any temp file beside ours is a killed writer's.
     for target in std::iter::once(&plan.record_target).chain(plan.history_target.as_ref()) {
-        atomic::remove_stale_temps(target).map_err(|source| {
-            DeployInfoError::Io {
-                action: "clean up temp files beside",
-                path: target.clone(),
-                source,
-            }
-            .shown_under(&io_dir, app_dir)
+        atomic::remove_stale_temps(target).map_err(|source| DeployInfoError::Io {
+            action: "clean up temp files beside",
+            path: target.clone(),
+            source,
         })?;
     }
     // The record first: it is what cleanup protects and what a host runs.
@@ -1037,15 +1039,17 @@ pub fn write(request: &WriteRequest, check_mode: bool) -> Result<WriteOutcome, D
     if let (Some(target), Some(text)) = (&plan.history_target, &plan.history_text) {
         files.push((target, text.as_bytes()));
     }
-    atomic::write_atomic_all(&files, request.mode).map_err(|source| {
-        DeployInfoError::Io {
-            action: "write deploy-info files in",
-            path: parent_dir(&plan.record_target).into(),
-            source,
-        }
-        .shown_under(&io_dir, app_dir)
+    atomic::write_atomic_all(&files, request.mode).map_err(|source| DeployInfoError::Io {
+        action: "write deploy-info files in",
+        path: parent_dir(&plan.record_target).into(),
+        source,
     })?;
     Ok(plan.outcome)
+}
+
+/// Whether `path` lies inside `dir`, not `dir` itself (both resolved).
+fn strictly_under(path: &Path, dir: &Path) -> bool {
+    path.starts_with(dir) && path != dir
 }
 
 /// `path` with the prefix `from` replaced by `to` (unchanged if it lacks
@@ -1071,15 +1075,21 @@ fn pinned(lock: &DirLock, root: Option<&Path>, app_dir: &Path) -> Result<PathBuf
         }
         return Ok(app_dir.into());
     };
-    if let Some(root) = root
-        && let Ok(canonical_root) = fs::canonicalize(root)
-        && (!real.starts_with(&canonical_root) || real == canonical_root)
-    {
-        return Err(DeployInfoError::DirOutside {
-            dir: app_dir.into(),
-            target: real,
-            root: canonical_root,
-        });
+    if let Some(root) = root {
+        // The root exists (the app directory under it is open): a root that
+        // cannot be resolved now was swapped during the write.
+        let canonical_root = fs::canonicalize(root).map_err(|source| DeployInfoError::Io {
+            action: "resolve",
+            path: root.into(),
+            source,
+        })?;
+        if !strictly_under(&real, &canonical_root) {
+            return Err(DeployInfoError::DirOutside {
+                dir: app_dir.into(),
+                target: real,
+                root: canonical_root,
+            });
+        }
     }
     Ok(via)
 }
@@ -1241,7 +1251,7 @@ fn write_target(path: &Path) -> Result<PathBuf, DeployInfoError> {
         }
         Err(e) => return Err(io_err("resolve symlink", path, e)),
     };
-    if !target.starts_with(&dir) || target == dir {
+    if !strictly_under(&target, &dir) {
         return Err(DeployInfoError::SymlinkOutside {
             path: path.into(),
             target,
@@ -1255,10 +1265,7 @@ fn write_target(path: &Path) -> Result<PathBuf, DeployInfoError> {
     }
     // Reached from the directory as `path` names it (which may be pinned to
     // the open directory), not by the target's own full name.
-    match target.strip_prefix(&dir) {
-        Ok(rest) => Ok(parent_dir(path).join(rest)),
-        Err(_) => Ok(target),
-    }
+    Ok(rebase(&target, &dir, parent_dir(path)))
 }
 
 /// Checks that every existing directory from `root` down to `dir` resolves
@@ -1306,7 +1313,7 @@ fn confine(root: &Path, dir: &Path) -> Result<(), DeployInfoError> {
             root: canonical_root.clone(),
         };
         match fs::canonicalize(&current) {
-            Ok(t) if t.starts_with(&canonical_root) && t != canonical_root => {}
+            Ok(t) if strictly_under(&t, &canonical_root) => {}
             Ok(t) => return Err(outside(t)),
             // Dangling: creating the directory would follow it.
             Err(_) => {

@@ -22,10 +22,10 @@ pub fn scalar(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// Conservative: plain only for text made of letters, digits, spaces and
-/// `._/@+-:,()`, starting with a letter or `/`, that no schema resolves to
-/// a boolean or null, and that is not a number, date or time (anything
-/// starting with a digit is quoted unless it has a space).
+/// Conservative: plain only for text made of ASCII letters, digits, spaces
+/// and `._/@+-:,()`, starting with a letter or `/` (so never a number, date,
+/// time or indicator), without `: ` or a final `:` or space, and not a word
+/// some schema reads as a boolean or null (in any case).
 fn plain_is_safe(s: &str) -> bool {
     let b = s.as_bytes();
     let Some(&first) = b.first() else {

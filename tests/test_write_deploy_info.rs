@@ -179,6 +179,13 @@ fn direct_texts_beyond_ansible_round_trip() {
         assert_eq!(read.result["deploy_info"][0]["description"], json!(t), "{t:?}");
         let file = w.root().join(format!("rednaw/t{i}/deploy-info.yml"));
         assert_eq!(pyyaml_load(&file)["description"], json!(t), "{t:?} through PyYAML");
+        let history = pyyaml_load(&file.with_file_name("deploy-history.yml"));
+        assert_eq!(
+            history[0]["description"],
+            json!(t),
+            "{t:?} in the history through PyYAML"
+        );
+        assert_eq!(history[0]["deployed_at"], json!("2026-01-25T01:10:00Z"), "a string");
     }
 }
 
