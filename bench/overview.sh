@@ -278,7 +278,7 @@ loopback, registry with GOGC=400 (same data)  seconds   vs skopeo parallel
   images_overview cold            $(printf '%8s' "$tcold")   $(calc "$tpar / $tcold" 1)x   (goal >= 8x: $(ok "$tpar / $tcold >= 8"))
   images_overview warm            $(printf '%8s' "$twarm")   $(calc "$tpar / $twarm" 1)x   (goal >= 15x: $(ok "$tpar / $twarm >= 15"))
   skopeo inspect, 16 in parallel  $(printf '%8s' "$tpar")
-  cold floor: $(calc "$traw" 0) manifests/s, $(calc "$trawb" 0) configs/s = $tfloor s (at most $(calc "$tpar / $tfloor" 1)x); the overview takes $(calc "$tcold / $tfloor" 2)x the floor
+  cold floor: $(calc "$traw" 0) manifests/s, $(calc "$trawb" 0) configs/s = $tfloor s (a client would need to outrun wrk to pass $(calc "$tpar / $tfloor" 1)x); the overview takes $(calc "$tcold / $tfloor" 2)x the floor
 
 ${LATENCY_MS} ms per request                 seconds   lower bound   measured / bound
   images_overview cold            $(printf '%8s' "$lcold")   $(printf '%8s' "$bound_cold")      $(calc "$lcold / $bound_cold" 2)   (goal <= 1.5: $(ok "$lcold / $bound_cold <= 1.5"))
