@@ -273,6 +273,8 @@ loopback                          seconds   vs skopeo parallel
   skopeo inspect, 16 in parallel  $(printf '%8s' "$par")
   cold floor: $TAGS manifests at $(calc "$raw" 0)/s + $other_gets other GETs at the blob rate $(calc "$rawb" 0)/s (wrk) = $floor_loopback s,
     so a client would need to outrun wrk to be more than $(calc "$par / $floor_loopback" 1)x faster than skopeo cold here; the overview takes $(calc "$cold / $floor_loopback" 2)x the floor
+  registry CPU bound: the registry itself spent ${reg_cold_cpu} CPU s on one cold run; spread over all $(nproc) cores that is $(calc "$reg_cold_cpu / $(nproc)" 3) s,
+    so no client asking for the same content can be more than $(calc "$par * $(nproc) / $reg_cold_cpu" 1)x faster than skopeo cold here
 
 loopback, registry with GOGC=400 (same data)  seconds   vs skopeo parallel
   images_overview cold            $(printf '%8s' "$tcold")   $(calc "$tpar / $tcold" 1)x   (goal >= 8x: $(ok "$tpar / $tcold >= 8"))
