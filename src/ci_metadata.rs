@@ -243,8 +243,16 @@ fn split_scp_like(s: &str) -> Option<(String, String)> {
         return Some((host.to_string(), path.to_string()));
     }
     // An optional `user@` before the host (a user never holds `:` or `/`).
+    // `user:password@host:path` is not git's syntax (git would read the
+    // host `user`), but it is a credential written by mistake: its host
+    // follows the last `@` before the path, and the password is dropped
+    // rather than carried into a label.
     let rest = match s.split_once('@') {
         Some((user, rest)) if !user.contains([':', '/']) => rest,
+        Some((user, _)) if user.contains(':') && !user.contains('/') => {
+            let before_path = s.find('/').unwrap_or(s.len());
+            s[..before_path].rfind('@').map_or(s, |at| &s[at + 1..])
+        }
         _ => s,
     };
     if let Some(v6) = rest.strip_prefix('[') {
@@ -299,9 +307,19 @@ fn split_host_port(host_port: &str) -> Result<(String, Option<u16>), SourceError
 
 /// `url` with any userinfo that may hold a secret and any query or fragment
 /// replaced by `***`, for error messages. The `user@` of an scp-like remote
-/// is kept: that form has no room for a password.
+/// is kept: that form has no room for a password; a `user:password@` written
+/// into one anyway is replaced.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
+        if let Some((user, _)) = url.split_once('@')
+            && user.contains(':')
+            && !user.contains('/')
+        {
+            let before_path = url.find('/').unwrap_or(url.len());
+            if let Some(at) = url[..before_path].rfind('@') {
+                return format!("***@{}", &url[at + 1..]);
+            }
+        }
         return url.to_string();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -760,6 +778,10 @@ mod tests {
             "https://user:token@github.com/rednaw/hello-world.git",
             "https://x-access-token:ghs_abc@github.com/rednaw/hello-world",
             "https://user:p@ss@github.com/rednaw/hello-world.git",
+            // Not git's syntax, but a credential written by mistake: the
+            // password is dropped, never carried into the label.
+            "user:s3cret@github.com:rednaw/hello-world.git",
+            "user:p@ss@github.com:rednaw/hello-world",
             "HTTPS://GitHub.COM/rednaw/hello-world.git",
             "https://github.com:443/rednaw/hello-world",
             "https://github.com/rednaw/hello-world.git?private_token=abc#frag",
@@ -834,6 +856,8 @@ mod tests {
         assert_eq!(redact_url("https://user:p@ss@host"), "https://***@host");
         assert_eq!(redact_url("https://host/a?token=s3cret#x"), "https://host/a?***");
         assert_eq!(redact_url("git@host:a/b.git"), "git@host:a/b.git");
+        assert_eq!(redact_url("user:s3cret@host:a/b.git"), "***@host:a/b.git");
+        assert_eq!(redact_url("user:p@ss@host:a/b.git"), "***@host:a/b.git");
     }
 
     fn sample(description: &str) -> ImageLabels {

@@ -3,13 +3,14 @@
 //!
 //! Exit codes (DESIGN.md): `0` ok, `1` other failure, `2` usage or invalid
 //! input, `3` not found, `4` authentication/authorisation refused, `5`
-//! registry unreachable or broken. Errors are printed once, on stderr:
+//! registry unreachable or broken. An error is one line on stderr: what
+//! failed, its causes (each after `: `), and what to do after `; hint: `:
 //!
 //! ```text
-//! error: tag `x` not found in `127.0.0.1:5000`
-//! caused by: …
-//! hint: …
+//! error: cannot reach `127.0.0.1:1` (…): error sending request: … Connection refused (os error 111); hint: check that …
 //! ```
+//!
+//! Usage errors from the argument parser are put on one line the same way.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -27,14 +28,9 @@ pub const EXIT_REGISTRY: u8 = 5;
 #[derive(Debug, Clone, clap::Args)]
 pub struct RegistryArgs {
     /// Use plain HTTP for this registry host (HOST or HOST:PORT); repeatable.
-    /// Loopback hosts always use plain HTTP. Also read, comma-separated,
-    /// from IMAGE_LIFECYCLE_PLAIN_HTTP.
-    #[arg(
-        long = "plain-http",
-        value_name = "HOST",
-        env = "IMAGE_LIFECYCLE_PLAIN_HTTP",
-        value_delimiter = ','
-    )]
+    /// Loopback hosts always use plain HTTP. The hosts listed,
+    /// comma-separated, in IMAGE_LIFECYCLE_PLAIN_HTTP count as well.
+    #[arg(long = "plain-http", value_name = "HOST", value_delimiter = ',')]
     pub plain_http: Vec<String>,
     /// Deadline of each registry operation, retries included (seconds, or
     /// with a unit: 500ms, 30s, 2m).
@@ -47,18 +43,32 @@ pub struct RegistryArgs {
 
 impl RegistryArgs {
     pub fn client_options(&self) -> ClientOptions {
+        let env = std::env::var("IMAGE_LIFECYCLE_PLAIN_HTTP").ok();
         ClientOptions {
-            plain_http: self
-                .plain_http
-                .iter()
-                .map(|h| h.trim().to_string())
-                .filter(|h| !h.is_empty())
-                .collect(),
+            plain_http: plain_http_hosts(&self.plain_http, env.as_deref()),
             timeout: self.timeout,
             concurrency: self.concurrency as usize,
             ..ClientOptions::default()
         }
     }
+}
+
+/// The hosts of every `--plain-http` and of `IMAGE_LIFECYCLE_PLAIN_HTTP`
+/// (comma-separated): both count, as a list in the environment is meant
+/// to hold for every run.
+fn plain_http_hosts(flags: &[String], env: Option<&str>) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for h in flags
+        .iter()
+        .map(String::as_str)
+        .chain(env.into_iter().flat_map(|e| e.split(',')))
+    {
+        let h = h.trim();
+        if !h.is_empty() && !hosts.iter().any(|x| x == h) {
+            hosts.push(h.to_string());
+        }
+    }
+    hosts
 }
 
 /// The longest `--timeout` accepted: one day per operation.
@@ -135,16 +145,52 @@ impl Failure {
         f
     }
 
-    /// Prints the report on stderr.
-    pub fn report(&self) {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "error: {}", self.message);
+    /// The report: one line, without its newline (DESIGN.md: "Errors: one
+    /// line saying what failed and what to do").
+    pub fn line(&self) -> String {
+        let mut line = format!("error: {}", one_line(&self.message));
         for c in &self.causes {
-            let _ = writeln!(err, "caused by: {c}");
+            line.push_str(": ");
+            line.push_str(&one_line(c));
         }
         if let Some(h) = &self.hint {
-            let _ = writeln!(err, "hint: {h}");
+            line.push_str("; hint: ");
+            line.push_str(&one_line(h));
         }
+        line
+    }
+
+    /// Prints the report on stderr.
+    pub fn report(&self) {
+        let _ = writeln!(std::io::stderr().lock(), "{}", self.line());
+    }
+}
+
+/// `text` with its line breaks (and the blanks around them) turned into
+/// single spaces: a cause can be a program's multi-line stderr.
+fn one_line(text: &str) -> String {
+    text.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A usage error of the argument parser as one line: its paragraphs (the
+/// message, a tip, the usage, where to read more) joined with `; `.
+fn usage_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for paragraph in rendered.split("\n\n") {
+        let p = one_line(paragraph);
+        if !p.is_empty() {
+            parts.push(p);
+        }
+    }
+    let line = parts.join("; ");
+    if line.starts_with("error: ") {
+        line
+    } else {
+        format!("error: {line}")
     }
 }
 
@@ -187,10 +233,14 @@ pub fn registry_host(arg: &str) -> Result<&str, Failure> {
 pub fn main_with<A: clap::Parser>(run: impl FnOnce(A) -> Result<(), Failure>) -> ExitCode {
     match A::try_parse() {
         Ok(args) => finish(run(args)),
+        Err(e) if e.use_stderr() => {
+            let _ = writeln!(std::io::stderr().lock(), "{}", usage_line(&e.render().to_string()));
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
-            let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+            // --help, --version
             let _ = e.print();
-            ExitCode::from(code)
+            ExitCode::SUCCESS
         }
     }
 }
@@ -219,6 +269,51 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_hosts_come_from_the_flags_and_the_environment() {
+        let flags = vec!["a.example".to_string(), " b.example:5000 ".to_string()];
+        assert_eq!(
+            plain_http_hosts(&flags, Some("c.example, a.example,,")),
+            ["a.example", "b.example:5000", "c.example"]
+        );
+        assert_eq!(plain_http_hosts(&[], Some("c.example")), ["c.example"]);
+        assert_eq!(plain_http_hosts(&flags, None), ["a.example", "b.example:5000"]);
+    }
+
+    #[test]
+    fn a_failure_is_one_line() {
+        let f = Failure::new(EXIT_FAILURE, "cannot read `x`")
+            .with_cause("fatal: first\n  second line\r\n")
+            .with_cause("last")
+            .with_hint("do this\nthen that");
+        assert_eq!(
+            f.line(),
+            "error: cannot read `x`: fatal: first second line: last; hint: do this then that"
+        );
+        assert_eq!(Failure::usage("bad").line(), "error: bad");
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        #[derive(clap::Parser, Debug)]
+        #[command(name = "tool")]
+        struct Args {
+            name: String,
+            #[arg(long)]
+            json: bool,
+        }
+        use clap::Parser;
+        for argv in [vec!["tool"], vec!["tool", "x", "--jsn"], vec!["tool", "x", "y"]] {
+            let e = Args::try_parse_from(&argv).unwrap_err();
+            let line = usage_line(&e.render().to_string());
+            assert!(line.starts_with("error: "), "{argv:?}: {line}");
+            assert!(!line.contains('\n'), "{argv:?}: {line}");
+            assert!(line.contains("Usage: tool"), "{argv:?}: {line}");
+        }
+        let e = Args::try_parse_from(["tool", "x", "--jsn"]).unwrap_err();
+        assert!(usage_line(&e.render().to_string()).contains("tip: a similar argument exists: '--json'"));
+    }
 
     #[test]
     fn timeouts() {

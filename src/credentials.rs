@@ -2,7 +2,10 @@
 //! expect. First match wins:
 //!
 //! 1. env `REGISTRY_USERNAME` + `REGISTRY_PASSWORD` (for every registry);
-//! 2. `REGISTRY_AUTH_FILE`, else podman's `$XDG_RUNTIME_DIR/containers/auth.json`;
+//! 2. `REGISTRY_AUTH_FILE`, else podman's `$XDG_RUNTIME_DIR/containers/auth.json`
+//!    (`/run/containers/$UID/auth.json` without `XDG_RUNTIME_DIR`); then
+//!    podman's read-only fallback `$XDG_CONFIG_HOME/containers/auth.json`
+//!    (`~/.config/containers/auth.json`), as containers-auth.json(5) says;
 //! 3. `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`, including
 //!    `credHelpers` and `credsStore`;
 //! 4. anonymous.
@@ -109,6 +112,10 @@ pub struct LookupEnv {
     pub password: Option<String>,
     pub registry_auth_file: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
+    pub xdg_config_home: Option<PathBuf>,
+    /// The user id, for podman's `/run/containers/$UID/auth.json` when
+    /// `XDG_RUNTIME_DIR` is unset.
+    pub uid: Option<u32>,
     pub docker_config: Option<PathBuf>,
     pub home: Option<PathBuf>,
     /// How long a credential helper may take to answer; `None` (the
@@ -127,6 +134,11 @@ impl LookupEnv {
             password: var("REGISTRY_PASSWORD"),
             registry_auth_file: path("REGISTRY_AUTH_FILE"),
             xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
+            xdg_config_home: path("XDG_CONFIG_HOME"),
+            uid: {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+            },
             docker_config: path("DOCKER_CONFIG"),
             home: path("HOME"),
             helper_timeout: None,
@@ -140,6 +152,13 @@ impl LookupEnv {
             files.push(f.clone());
         } else if let Some(dir) = &self.xdg_runtime_dir {
             files.push(dir.join("containers/auth.json"));
+        } else if let Some(uid) = self.uid {
+            files.push(PathBuf::from(format!("/run/containers/{uid}/auth.json")));
+        }
+        if let Some(dir) = &self.xdg_config_home {
+            files.push(dir.join("containers/auth.json"));
+        } else if let Some(home) = &self.home {
+            files.push(home.join(".config/containers/auth.json"));
         }
         if let Some(dir) = &self.docker_config {
             files.push(dir.join("config.json"));
@@ -356,6 +375,49 @@ mod tests {
 
         let (c, s) = lookup("other.example", &env).unwrap();
         assert_eq!((c, s), (Credential::Anonymous, CredentialSource::Anonymous));
+    }
+
+    #[test]
+    fn podman_fallback_file_comes_before_docker() {
+        let dir = tempfile::tempdir().unwrap();
+        let fallback = auth_json(
+            dir.path(),
+            "home/.config/containers/auth.json",
+            "reg.example:5000",
+            "podman",
+            "p3",
+        );
+        let docker = auth_json(
+            dir.path(),
+            "home/.docker/config.json",
+            "reg.example:5000",
+            "docker",
+            "p2",
+        );
+        let mut env = LookupEnv {
+            home: Some(dir.path().join("home")),
+            // No XDG_RUNTIME_DIR: podman's primary file is under /run, for
+            // a user id that has none here.
+            uid: Some(u32::MAX - 1),
+            ..Default::default()
+        };
+        let (c, s) = lookup("reg.example:5000", &env).unwrap();
+        assert_eq!((c, s), (basic("podman", "p3"), CredentialSource::File(fallback)));
+        // XDG_CONFIG_HOME moves it; REGISTRY_AUTH_FILE does not drop it.
+        env.xdg_config_home = Some(dir.path().join("elsewhere"));
+        env.registry_auth_file = Some(dir.path().join("nonexistent.json"));
+        let moved = auth_json(
+            dir.path(),
+            "elsewhere/containers/auth.json",
+            "reg.example:5000",
+            "podman",
+            "p4",
+        );
+        let (c, s) = lookup("reg.example:5000", &env).unwrap();
+        assert_eq!((c, s), (basic("podman", "p4"), CredentialSource::File(moved.clone())));
+        std::fs::remove_file(&moved).unwrap();
+        let (c, s) = lookup("reg.example:5000", &env).unwrap();
+        assert_eq!((c, s), (basic("docker", "p2"), CredentialSource::File(docker)));
     }
 
     #[test]

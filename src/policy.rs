@@ -110,8 +110,9 @@ pub enum PolicyError {
 /// A validated retention policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// Workspaces whose deploy state must be present before `--apply`
-    /// (required, at least one, no duplicates).
+    /// Workspaces whose deploy state must be present before `--apply` (no
+    /// duplicates). May be empty or left out for a dry run; `--apply` then
+    /// refuses to start.
     pub workspaces: Vec<String>,
     /// What applies to a repository that no entry of `repositories` names
     /// (every field optional; see [`Retention`] for the built-in defaults).
@@ -227,7 +228,11 @@ impl FromStr for Policy {
     /// Parses and validates policy YAML.
     fn from_str(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = serde_norway::from_str(text).map_err(PolicyError::Yaml)?;
-        let workspaces = workspaces(&raw.workspaces)?;
+        let workspaces = match &raw.workspaces {
+            // `workspaces:` with no value lists none, as a missing key does.
+            None | Some(Value::Null) => Vec::new(),
+            Some(v) => workspaces(v)?,
+        };
         let builtin = Retention::default();
         let defaults = match &raw.defaults {
             Some(d) => d.resolve("defaults", &builtin)?,
@@ -423,10 +428,11 @@ impl Serialize for TagPattern {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with `workspaces` and optionally `defaults` and `repositories`"
+    expecting = "a mapping of `workspaces`, `defaults` and `repositories`, each optional"
 )]
 struct RawPolicy {
-    workspaces: Value,
+    #[serde(default)]
+    workspaces: Option<Value>,
     #[serde(default)]
     defaults: Option<RawRetention>,
     #[serde(default)]
@@ -489,17 +495,10 @@ fn invalid(key: &str, value: &Value, expected: &str) -> PolicyError {
 }
 
 fn workspaces(v: &Value) -> Result<Vec<String>, PolicyError> {
-    const EXPECTED: &str = "expected a list of workspace names, at least one, each once";
+    const EXPECTED: &str = "expected a list of workspace names, each once";
     let Value::Sequence(items) = v else {
         return Err(invalid("workspaces", v, EXPECTED));
     };
-    if items.is_empty() {
-        return Err(invalid(
-            "workspaces",
-            v,
-            "list at least one workspace: their deploy state protects what runs",
-        ));
-    }
     let mut out: Vec<String> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let key = format!("workspaces[{i}]");
@@ -606,6 +605,18 @@ mod tests {
 
     fn ok(yaml: &str) -> Policy {
         yaml.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn workspaces_may_be_left_out_for_a_dry_run() {
+        for yaml in [
+            "defaults: {keep_last: 1}",
+            "workspaces: []\ndefaults: {keep_last: 1}",
+            "workspaces:\n",
+        ] {
+            assert!(ok(yaml).workspaces.is_empty(), "{yaml}");
+        }
+        assert_eq!(ok("defaults: {keep_last: 1}").defaults.keep_last, 1);
     }
 
     #[test]
@@ -793,12 +804,10 @@ repositories:
                 "workspaces: [dev]\nrepositories: {a/b: {}, 'a/b': {}}",
                 &["`a/b`", "twice"],
             ),
-            ("workspaces: []", &["`workspaces`", "`[]`", "at least one"]),
             ("workspaces: dev", &["`workspaces`", "`dev`", "list"]),
             ("workspaces: [dev, dev]", &["`workspaces[1]`", "`dev`", "twice"]),
             ("workspaces: [dev, '']", &["`workspaces[1]`"]),
             ("workspaces: [dev, {a: 1}]", &["`workspaces[1]`", r#"`{"a":1}`"#]),
-            ("workspaces: ~", &["`workspaces`", "`null`"]),
         ];
         for (yaml, needles) in cases {
             let e = err(yaml);
@@ -820,9 +829,11 @@ repositories:
                 &["repositories.a/b", "`keep_everything`"],
             ),
             ("workspaces: [dev]\nretention: {}", &["`retention`"]),
-            ("defaults: {keep_last: 3}", &["`workspaces`", "missing"]),
             ("workspaces: [dev]\nrepositories: [a/b]", &["repositories"]),
-            ("- a\n- b", &["invalid policy", "`workspaces`"]),
+            (
+                "- a\n- b",
+                &["invalid policy", "`workspaces`, `defaults` and `repositories`"],
+            ),
             (
                 "workspaces: [dev]\nrepositories: {a/b: [1]}",
                 &["repositories.a/b", "`keep_last`"],

@@ -8,8 +8,9 @@
 //!
 //! What holds when applying — it fails closed:
 //!
-//! * [`check_apply`] refuses to start unless every workspace the policy
-//!   lists has deploy state; nothing is read from or sent to the registry.
+//! * [`check_apply`] refuses to start unless the policy lists workspaces
+//!   and every one has deploy state; nothing is read from or sent to the
+//!   registry.
 //! * Only digests the plan decided to delete are ever deleted; per
 //!   repository, just before its deletions, its tags are listed and each
 //!   is resolved again ([`recheck_repository`]). A digest whose tags
@@ -59,13 +60,36 @@ use crate::reference::{Digest, Reference};
 use crate::registry::{Client, Deleted, RegistryError};
 use crate::scan::{CatalogFilter, Progress, scan_registry};
 
-/// `--apply` was refused: the policy lists workspaces without deploy state.
+/// Why `--apply` was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("refusing to apply: no deploy state for workspace{} {}", if .workspaces.len() == 1 { "" } else { "s" }, quoted(.workspaces))]
-pub struct MissingState {
-    /// The workspaces of the policy that no `--protected` file covers, in
-    /// policy order.
-    pub workspaces: Vec<String>,
+pub enum ApplyRefused {
+    /// The policy lists workspaces without deploy state.
+    #[error("refusing to apply: no deploy state for workspace{} {}", if .workspaces.len() == 1 { "" } else { "s" }, quoted(.workspaces))]
+    MissingState {
+        /// The workspaces of the policy that no `--protected` file covers,
+        /// in policy order.
+        workspaces: Vec<String>,
+    },
+    /// The policy lists no workspaces, so nothing says whose deploy state
+    /// must be present.
+    #[error("refusing to apply: the policy lists no `workspaces`")]
+    NoWorkspaces,
+}
+
+impl ApplyRefused {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ApplyRefused::MissingState { .. } => {
+                "collect the deploy state of those workspaces (playbooks/collect_deploy_info.yml) and pass each \
+                 file with --protected; nothing was deleted"
+            }
+            ApplyRefused::NoWorkspaces => {
+                "list in the policy every workspace whose hosts run images from this registry (`workspaces: [dev, \
+                 prod]`), so that their deploy state protects what runs; nothing was deleted"
+            }
+        }
+    }
 }
 
 fn quoted(items: &[String]) -> String {
@@ -78,13 +102,17 @@ pub fn load_states(paths: &[PathBuf]) -> Result<Vec<DeployState>, DeployStateErr
     paths.iter().map(|p| DeployState::load(p)).collect()
 }
 
-/// Whether `--apply` may start: every workspace of the policy has state.
-pub fn check_apply(policy: &Policy, states: &[DeployState]) -> Result<(), MissingState> {
+/// Whether `--apply` may start: the policy lists workspaces, and every one
+/// has state.
+pub fn check_apply(policy: &Policy, states: &[DeployState]) -> Result<(), ApplyRefused> {
+    if policy.workspaces.is_empty() {
+        return Err(ApplyRefused::NoWorkspaces);
+    }
     let workspaces = missing_workspaces(policy, states);
     if workspaces.is_empty() {
         Ok(())
     } else {
-        Err(MissingState { workspaces })
+        Err(ApplyRefused::MissingState { workspaces })
     }
 }
 
@@ -891,7 +919,12 @@ mod tests {
     fn apply_needs_state_for_every_policy_workspace() {
         let policy: Policy = "workspaces: [dev, prod, test]".parse().unwrap();
         let e = check_apply(&policy, &[state("prod", &[])]).unwrap_err();
-        assert_eq!(e.workspaces, ["dev", "test"]);
+        assert_eq!(
+            e,
+            ApplyRefused::MissingState {
+                workspaces: vec!["dev".into(), "test".into()]
+            }
+        );
         assert_eq!(
             e.to_string(),
             "refusing to apply: no deploy state for workspaces `dev`, `test`"
@@ -899,6 +932,12 @@ mod tests {
         let e = check_apply(&policy, &[state("prod", &[]), state("dev", &[])]).unwrap_err();
         assert_eq!(e.to_string(), "refusing to apply: no deploy state for workspace `test`");
         assert!(check_apply(&policy, &[state("test", &[]), state("prod", &[]), state("dev", &[])]).is_ok());
+        // A policy without workspaces plans, but never applies.
+        let policy: Policy = "defaults: {keep_last: 1}".parse().unwrap();
+        assert_eq!(
+            check_apply(&policy, &[state("dev", &[])]),
+            Err(ApplyRefused::NoWorkspaces)
+        );
     }
 
     #[test]

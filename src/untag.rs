@@ -84,13 +84,28 @@ pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Resul
             outcome.method = Some("delete-tag".into());
         }
         Err(RegistryError::Unsupported { .. }) | Err(RegistryError::Status { status: 400, .. }) => {
+            // The tag is about to point at the placeholder: first make sure
+            // this registry deletes by digest at all, or the tag would be
+            // left on the placeholder. A DELETE of a digest the repository
+            // cannot hold answers 404 where deletes are enabled, 405 /
+            // `UNSUPPORTED` where they are not (distribution 2.x by default).
             let placeholder = placeholder_manifest(&tag);
+            let probe = Digest::sha256_of(&[b"image-lifecycle untag probe ".as_slice(), &placeholder].concat());
+            client.manifest_delete(&repo, &probe.to_string()).await?;
+            // What the tag points to, to put it back if the delete fails anyway.
+            let original = client.manifest_get(&repo, &target.digest.to_string()).await?;
             client.blob_put(&repo, Bytes::from_static(EMPTY_JSON)).await?;
             let d = client
                 .manifest_put(&repo, &tag, MEDIA_OCI_MANIFEST, placeholder)
                 .await?;
-            match client.manifest_delete(&repo, &d.to_string()).await? {
-                Deleted::Deleted | Deleted::AlreadyGone => {}
+            match client.manifest_delete(&repo, &d.to_string()).await {
+                Ok(Deleted::Deleted | Deleted::AlreadyGone) => {}
+                Err(e) => {
+                    client
+                        .manifest_put(&repo, &tag, &original.media_type, original.body)
+                        .await?;
+                    return Err(e);
+                }
             }
             outcome.method = Some("placeholder".into());
         }

@@ -184,7 +184,7 @@ fn assert_failure(r: &Run, code: i32, what: &str) {
     assert_eq!(r.code, code, "{what}: exit {}; stderr:\n{}", r.code, r.err);
     assert_eq!(r.out, "", "{what}: nothing on stdout on failure");
     assert!(r.err.starts_with("error: "), "{what}: {}", r.err);
-    assert_eq!(r.err.matches("error: ").count(), 1, "{what}: one error line: {}", r.err);
+    assert_eq!(r.err.lines().count(), 1, "{what}: the error is one line: {}", r.err);
     assert!(!r.err.contains("panicked"), "{what}: {}", r.err);
 }
 
@@ -722,6 +722,9 @@ fn registry_untag_under_transient_faults_and_lost_answers_removes_only_the_tag()
             rule("DELETE", "/manifests/", Fault::Status(502), 1),
             // The registry acts, the answer is lost: the retry must cope.
             rule("PUT", "/manifests/", Fault::LoseAnswer, 1),
+            // The probe of delete support passes; the placeholder's DELETE
+            // loses its answer.
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
             rule("DELETE", "/manifests/sha256:", Fault::LoseAnswer, 1),
             rule("*", "/", Fault::Delay(Duration::from_millis(50)), usize::MAX),
         ],
@@ -763,6 +766,7 @@ fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
     for (stage, method, path) in [
         ("HEAD of the tag", "HEAD", "/manifests/latest"),
         ("tag list", "GET", "/tags/list"),
+        ("probe of delete support", "DELETE", "/manifests/sha256:"),
         ("placeholder PUT", "PUT", "/manifests/latest"),
         ("placeholder DELETE", "DELETE", "/manifests/sha256:"),
     ] {
@@ -774,7 +778,12 @@ fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
             manifest_digest(&reg, "acme/web", "latest").as_deref(),
             Some(d2.as_str())
         );
-        let faulty = Faulty::start(&reg.host, vec![rule(method, path, Fault::Hang, usize::MAX)]);
+        let mut rules = vec![rule(method, path, Fault::Hang, usize::MAX)];
+        if stage == "placeholder DELETE" {
+            // The probe before it passes.
+            rules.insert(0, rule(method, path, Fault::Delay(Duration::ZERO), 1));
+        }
+        let faulty = Faulty::start(&reg.host, rules);
         let target = format!("{}/acme/web:latest", faulty.host());
         let r = run(&Env::new(), UNTAG, &[&target, "--apply", "--timeout", "1"]);
         assert_failure(&r, 5, stage);
@@ -795,6 +804,31 @@ fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
             Some(d2.as_str())
         );
     }
+}
+
+/// Deletes pass the probe but the placeholder's DELETE is refused (a proxy
+/// or policy that allows some deletes): the tag is put back on its digest
+/// and the run fails, rather than leaving the tag on the placeholder.
+#[test]
+fn registry_untag_puts_the_tag_back_when_the_placeholder_cannot_be_deleted() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule("DELETE", "/manifests/sha256:", Fault::Status(405), 1),
+        ],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 1, "placeholder DELETE refused");
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222", "latest"]);
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "latest").as_deref(),
+        Some(d2.as_str()),
+        "the tag is back on its digest"
+    );
 }
 
 // ---- registry_cleanup -----------------------------------------------------------

@@ -545,13 +545,13 @@ fn apply_refuses_without_deploy_state_for_every_workspace_and_touches_nothing() 
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
-        err.starts_with("error: refusing to apply: no deploy state for workspace `prod`\n"),
+        err.starts_with(
+            "error: refusing to apply: no deploy state for workspace `prod`; \
+             hint: collect the deploy state of those workspaces"
+        ),
         "{err}"
     );
-    assert!(
-        err.contains("hint: collect the deploy state of those workspaces"),
-        "{err}"
-    );
+    assert_eq!(err.lines().count(), 1, "{err}");
     assert_eq!(stdout(&o), "");
     assert_eq!(server.requests().len(), 0, "not one request reached the registry");
     assert_eq!(f.snapshot(), before);
@@ -573,6 +573,29 @@ fn apply_refuses_without_deploy_state_for_every_workspace_and_touches_nothing() 
         "{}",
         stderr(&o)
     );
+    assert_eq!(f.snapshot(), before);
+
+    // A policy that lists no workspaces plans, and never applies.
+    let bare = f.path("bare-policy.yml");
+    std::fs::write(&bare, "defaults: {keep_last: 1, keep_younger_than: 0d}\n").unwrap();
+    let args = [
+        server.host.as_str(),
+        "--policy",
+        bare.to_str().unwrap(),
+        "--protected",
+        dev.to_str().unwrap(),
+    ];
+    let o = Env::new().run(BIN, &[&args[..], &["--apply"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("error: refusing to apply: the policy lists no `workspaces`; hint: list in the policy"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(server.requests().len(), 0, "not one request reached the registry");
+    let o = Env::new().run(BIN, &[&args[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!planned_deletions(&json(&o)).is_empty(), "{}", stdout(&o));
     assert_eq!(f.snapshot(), before);
 }
 

@@ -119,3 +119,29 @@ fn missing_tags_and_bad_arguments() {
     let o = env.run(BIN, &[]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+/// Distribution 2.x refuses deletes unless `storage.delete.enabled`; the
+/// untag must then fail without touching the tag, not leave it on the
+/// placeholder manifest (found by an audit: it did).
+#[test]
+fn a_registry_without_deletes_keeps_the_tag_where_it_was() {
+    let reg = Registry::start_without_delete();
+    let d = push(
+        &reg.repo("acme/web:v1"),
+        &labelled(&revision("1111111"), "x", "2026-01-25T01:01:33Z"),
+    );
+    let o = Env::new().run(BIN, &[&reg.repo("acme/web:v1"), "--apply"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("storage.delete.enabled"), "{}", stderr(&o));
+    assert_eq!(tags(&reg, "acme/web"), ["v1"]);
+    let now = reqwest::blocking::Client::new()
+        .head(format!("http://{}/v2/acme/web/manifests/v1", reg.host))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(
+        now.headers()["docker-content-digest"].to_str().unwrap(),
+        d.to_string(),
+        "the tag moved"
+    );
+}

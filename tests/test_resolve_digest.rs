@@ -316,7 +316,8 @@ fn not_found_exits_3() {
     let (code, out, err) = resolve(&env, &[&reg.repo("acme/web:missing")]);
     assert_eq!((code, out.as_str()), (3, ""));
     assert!(err.starts_with("error: tag `missing` of `"), "{err}");
-    assert!(err.contains("\nhint: "), "{err}");
+    assert!(err.contains("; hint: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
     let (code, _, err) = resolve(&env, &[&reg.repo("acme/nothing:v1")]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("acme/nothing"), "{err}");

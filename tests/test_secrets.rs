@@ -109,10 +109,11 @@ fn with_path(env: Env) -> Env {
     env.set("PATH", &path)
 }
 
-const SOURCES: [&str; 7] = [
+const SOURCES: [&str; 8] = [
     "env REGISTRY_USERNAME/REGISTRY_PASSWORD",
     "REGISTRY_AUTH_FILE",
     "podman $XDG_RUNTIME_DIR/containers/auth.json",
+    "podman ~/.config/containers/auth.json",
     "$DOCKER_CONFIG/config.json",
     "~/.docker/config.json",
     "credHelpers helper",
@@ -147,6 +148,13 @@ fn configure(source: &str, registry: &str, user: &str, password: &str) -> Config
             let run = home.join("run");
             Configured {
                 env: env.set("XDG_RUNTIME_DIR", run.to_str().unwrap()),
+                secret_files: vec![p],
+            }
+        }
+        "podman ~/.config/containers/auth.json" => {
+            let p = write(".config/containers/auth.json", auth_json(registry, user, password));
+            Configured {
+                env,
                 secret_files: vec![p],
             }
         }
@@ -303,7 +311,7 @@ fn no_binary_shows_the_password_on_other_failures() {
     // Not found (3), and the echoing registries (5, 4), with the password
     // from the environment and from a helper (how it was found does not
     // change what an error says; the test above runs every source).
-    for source in [SOURCES[0], SOURCES[5]] {
+    for source in [SOURCES[0], SOURCES[6]] {
         for (host, missing, want) in [
             (reg.host.as_str(), true, 3),
             (echo400.host.as_str(), false, 5),

@@ -73,10 +73,7 @@ fn run(args: Args) -> Result<(), Failure> {
     if args.apply
         && let Err(e) = &missing
     {
-        return Err(Failure::from_error(cli::EXIT_USAGE, e).with_hint(
-            "collect the deploy state of those workspaces (playbooks/collect_deploy_info.yml) and pass each \
-             file with --protected; nothing was deleted",
-        ));
+        return Err(Failure::from_error(cli::EXIT_USAGE, e).with_hint(e.hint()));
     }
 
     // The runtime outlives the client (dropped after it): the signal

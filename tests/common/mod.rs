@@ -217,6 +217,7 @@ impl Env {
             "REGISTRY_AUTH_FILE",
             "DOCKER_CONFIG",
             "XDG_RUNTIME_DIR",
+            "XDG_CONFIG_HOME",
             "XDG_CACHE_HOME",
             "IMAGE_LIFECYCLE_PLAIN_HTTP",
         ] {
