@@ -4,7 +4,9 @@
 //! `[HOST[:PORT]/]REPO[:TAG][@DIGEST]`. The host is recognised as docker does:
 //! the first path component is a host when it contains `.` or `:` or is
 //! `localhost`; otherwise the reference is on Docker Hub (`docker.io`, with
-//! `library/` added to single-component names).
+//! `library/` added to single-component names). The binaries' arguments go
+//! through [`Reference::parse_with_host`], which refuses a reference without
+//! a host rather than sending it to Docker Hub.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -27,6 +29,11 @@ pub enum ReferenceError {
     InvalidDigest(String),
     #[error("image reference `{0}` is longer than 255 characters")]
     TooLong(String),
+    #[error(
+        "image reference `{0}` names no registry host: its first part must be one (with a `.` or `:`, or \
+         `localhost`); these tools never assume Docker Hub, which is written `docker.io/…`"
+    )]
+    NoHost(String),
 }
 
 /// A content digest, `algorithm:encoded`. `sha256` and `sha512` are checked
@@ -307,6 +314,20 @@ impl FromStr for Reference {
     }
 }
 
+impl Reference {
+    /// Parses a reference that writes its registry host out, as the
+    /// binaries' arguments must (DESIGN.md: `HOST[:PORT]/REPO[:TAG][@DIGEST]`):
+    /// `acme/web` or `nginx` would be Docker Hub to docker, but against a
+    /// production registry a guessed host is a mistake, so it is refused.
+    pub fn parse_with_host(s: &str) -> Result<Reference, ReferenceError> {
+        let r: Reference = s.parse()?;
+        match s.strip_prefix(r.registry.as_str()) {
+            Some(rest) if rest.starts_with('/') => Ok(r),
+            _ => Err(ReferenceError::NoHost(s.to_string())),
+        }
+    }
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
@@ -473,6 +494,36 @@ mod tests {
         assert_eq!(r.api_host(), "registry-1.docker.io");
         let r: Reference = "rednaw/hello-world".parse().unwrap();
         assert_eq!(r.repository, "rednaw/hello-world");
+    }
+
+    #[test]
+    fn arguments_write_their_registry_host() {
+        for ok in [
+            "registry.example.com/acme/web:v1",
+            "127.0.0.1:5000/acme/web",
+            "localhost/web",
+            "[::1]:5000/web",
+            "docker.io/nginx:1.25",
+        ] {
+            assert!(Reference::parse_with_host(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "acme/web:v1",
+            "nginx",
+            "127.0.0.1:5000",
+            "web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(
+                Reference::parse_with_host(bad),
+                Err(ReferenceError::NoHost(bad.to_string())),
+                "{bad}"
+            );
+        }
+        // Other errors stay what they are.
+        assert!(matches!(
+            Reference::parse_with_host("reg.example/Acme"),
+            Err(ReferenceError::InvalidRepository(_))
+        ));
     }
 
     #[test]

@@ -586,6 +586,14 @@ fn exit_codes() {
     // Bad --limit: 2.
     let (code, _, _) = run(&env, &["dev", &image, "--limit", "0"]);
     assert_eq!(code, 2);
+    // No registry host (the repository forgotten, or Docker Hub implied): 2,
+    // at once, one line.
+    for bad in [format!("127.0.0.1:{port}"), "acme/web".to_string()] {
+        let (code, out, err) = run(&env, &["dev", &bad]);
+        assert_eq!((code, out.as_str()), (2, ""), "{bad}: {err}");
+        assert!(err.contains("names no registry host"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }
 
 /// A tag moved to another image between two runs: the second run HEADs it

@@ -118,6 +118,9 @@ fn missing_tags_and_bad_arguments() {
     assert!(stderr(&o).contains("is not REGISTRY/REPO:TAG"), "{}", stderr(&o));
     let o = env.run(BIN, &[]);
     assert_eq!(o.status.code(), Some(2));
+    let o = env.run(BIN, &["acme/web:v1", "--apply"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("names no registry host"), "{}", stderr(&o));
 }
 
 /// Distribution 2.x refuses deletes unless `storage.delete.enabled`; the

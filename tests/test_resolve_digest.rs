@@ -333,11 +333,18 @@ fn invalid_input_exits_2() {
         "127.0.0.1:1/UPPER:v1",
         "127.0.0.1:1/acme/web@sha256:short",
         "127.0.0.1:1/acme/web",
+        // No registry host: never sent to Docker Hub.
+        "acme/web:v1",
+        "nginx",
+        "127.0.0.1:1",
     ] {
         let (code, out, err) = resolve(&env, &[bad]);
         assert_eq!((code, out.as_str()), (2, ""), "{bad:?}: {err}");
         assert!(err.starts_with("error: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
+    let (_, _, err) = resolve(&env, &["acme/web:v1"]);
+    assert!(err.contains("names no registry host"), "{err}");
     let (code, _, err) = resolve(&env, &["127.0.0.1:1/acme/web:v1", "--workspace", "../etc"]);
     assert_eq!(code, 2, "{err}");
     let (code, _, err) = resolve(&env, &["127.0.0.1:1/acme/web:v1", "--platform", "linux"]);

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let repo: Reference = args.image.parse().map_err(|e| {
+    let repo: Reference = Reference::parse_with_host(&args.image).map_err(|e| {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("write the image as HOST[:PORT]/REPO, e.g. registry.example.com/acme/web")
     })?;

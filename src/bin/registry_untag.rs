@@ -41,7 +41,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     let mut refs = Vec::new();
     for t in &args.tags {
-        let r: Reference = t.parse().map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+        let r: Reference = Reference::parse_with_host(t).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
         if r.tag.is_none() || r.digest.is_some() {
             return Err(Failure::usage(format!("`{t}` is not REGISTRY/REPO:TAG"))
                 .with_hint("name tags only; to delete a digest use registry_cleanup"));

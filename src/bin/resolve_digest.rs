@@ -50,7 +50,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Failure> {
-    let reference: Reference = args.image_ref.parse().map_err(|e| {
+    let reference: Reference = Reference::parse_with_host(&args.image_ref).map_err(|e| {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("write it as HOST[:PORT]/REPO:TAG or HOST[:PORT]/REPO@sha256:<64 hex>")
     })?;
