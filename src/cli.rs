@@ -202,9 +202,9 @@ impl From<RegistryError> for Failure {
     }
 }
 
-/// Prints a warning on stderr.
+/// Prints a warning on stderr, on one line.
 pub fn warn(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "warning: {message}");
+    let _ = writeln!(std::io::stderr().lock(), "warning: {}", one_line(message));
 }
 
 /// Writes `text` to stdout. A closed pipe (`| head`) is not an error.
