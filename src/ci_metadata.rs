@@ -242,18 +242,11 @@ fn split_scp_like(s: &str) -> Option<(String, String)> {
         let host = host.split(':').next().unwrap_or(host);
         return Some((host.to_string(), path.to_string()));
     }
-    // An optional `user@` before the host (a user never holds `:` or `/`).
-    // `user:password@host:path` is not git's syntax (git would read the
-    // host `user`), but it is a credential written by mistake: its host
-    // follows the last `@` before the path, and the password is dropped
-    // rather than carried into a label.
+    // An optional `user@` before the host (a user never holds `:` or `/`),
+    // or a `user:password@` written by mistake (see `scp_credentials`).
     let rest = match s.split_once('@') {
         Some((user, rest)) if !user.contains([':', '/']) => rest,
-        Some((user, _)) if user.contains(':') && !user.contains('/') => {
-            let before_path = s.find('/').unwrap_or(s.len());
-            s[..before_path].rfind('@').map_or(s, |at| &s[at + 1..])
-        }
-        _ => s,
+        _ => scp_credentials(s).map_or(s, |at| &s[at + 1..]),
     };
     if let Some(v6) = rest.strip_prefix('[') {
         let (ip, after) = v6.split_once(']')?;
@@ -265,6 +258,28 @@ fn split_scp_like(s: &str) -> Option<(String, String)> {
         return None;
     }
     Some((host.to_string(), path.to_string()))
+}
+
+/// Where a `user:password@` ends in an scp-like remote, if it holds one:
+/// the index of the `@`. That is not git's syntax (git would read the host
+/// `user`, a remote that cannot work), but a credential written by mistake,
+/// and the password (which may hold `@`, `/` or `:`) must never reach a
+/// label or a message. Taken as such when the text before an `@` holds a
+/// `:` and the text after it is `host:path` with a valid host; the
+/// rightmost such `@` (a password may hold `@`; a path after the host
+/// rarely does).
+fn scp_credentials(s: &str) -> Option<usize> {
+    s.char_indices()
+        .rev()
+        .filter(|&(_, c)| c == '@')
+        .map(|(i, _)| i)
+        .find(|&at| {
+            let (before, after) = (&s[..at], &s[at + 1..]);
+            before.contains(':')
+                && after.split_once(':').is_some_and(|(host, path)| {
+                    !host.is_empty() && !host.contains(['/', '@']) && !path.is_empty() && split_host_port(host).is_ok()
+                })
+        })
 }
 
 /// Splits `host[:port]` / `[v6][:port]`, lower-casing and checking the host.
@@ -311,16 +326,10 @@ fn split_host_port(host_port: &str) -> Result<(String, Option<u16>), SourceError
 /// into one anyway is replaced.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        if let Some((user, _)) = url.split_once('@')
-            && user.contains(':')
-            && !user.contains('/')
-        {
-            let before_path = url.find('/').unwrap_or(url.len());
-            if let Some(at) = url[..before_path].rfind('@') {
-                return format!("***@{}", &url[at + 1..]);
-            }
-        }
-        return url.to_string();
+        return match scp_credentials(url) {
+            Some(at) => format!("***@{}", &url[at + 1..]),
+            None => url.to_string(),
+        };
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(end);
@@ -782,6 +791,8 @@ mod tests {
             // password is dropped, never carried into the label.
             "user:s3cret@github.com:rednaw/hello-world.git",
             "user:p@ss@github.com:rednaw/hello-world",
+            "user:pa/ss+x:y@github.com:rednaw/hello-world.git",
+            "user:pw@github.com:rednaw/hello-world",
             "HTTPS://GitHub.COM/rednaw/hello-world.git",
             "https://github.com:443/rednaw/hello-world",
             "https://github.com/rednaw/hello-world.git?private_token=abc#frag",
@@ -858,6 +869,12 @@ mod tests {
         assert_eq!(redact_url("git@host:a/b.git"), "git@host:a/b.git");
         assert_eq!(redact_url("user:s3cret@host:a/b.git"), "***@host:a/b.git");
         assert_eq!(redact_url("user:p@ss@host:a/b.git"), "***@host:a/b.git");
+        assert_eq!(redact_url("user:pa/ss@host:a/b.git"), "***@host:a/b.git");
+        // git's own reading where nothing after an `@` is `host:path`.
+        assert_eq!(redact_url("a:b@c"), "a:b@c");
+        assert_eq!(redact_url("host:repo@x"), "host:repo@x");
+        assert_eq!(src("ab:c@d"), "https://ab/c@d");
+        assert_eq!(src("host:team/repo@x"), "https://host/team/repo@x");
     }
 
     fn sample(description: &str) -> ImageLabels {

@@ -148,14 +148,14 @@ impl Failure {
     /// The report: one line, without its newline (DESIGN.md: "Errors: one
     /// line saying what failed and what to do").
     pub fn line(&self) -> String {
-        let mut line = format!("error: {}", one_line(&self.message));
-        for c in &self.causes {
+        let mut line = format!("error: {}", escape_breaks(&self.message));
+        for c in self.causes.iter().map(|c| escape_breaks(c)).filter(|c| !c.is_empty()) {
             line.push_str(": ");
-            line.push_str(&one_line(c));
+            line.push_str(&c);
         }
         if let Some(h) = &self.hint {
             line.push_str("; hint: ");
-            line.push_str(&one_line(h));
+            line.push_str(&escape_breaks(h));
         }
         line
     }
@@ -166,8 +166,16 @@ impl Failure {
     }
 }
 
+/// `text` without its trailing blanks, and any line break left inside it
+/// written as `\n` / `\r`: a value quoted in a message (a tag, a path) is
+/// shown as it is, and the report stays one line.
+fn escape_breaks(text: &str) -> String {
+    text.trim_end().replace('\n', "\\n").replace('\r', "\\r")
+}
+
 /// `text` with its line breaks (and the blanks around them) turned into
-/// single spaces: a cause can be a program's multi-line stderr.
+/// single spaces, for text that is prose broken into lines (the argument
+/// parser's messages).
 fn one_line(text: &str) -> String {
     text.split(['\n', '\r'])
         .map(str::trim)
@@ -204,7 +212,7 @@ impl From<RegistryError> for Failure {
 
 /// Prints a warning on stderr, on one line.
 pub fn warn(message: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "warning: {}", one_line(message));
+    let _ = writeln!(std::io::stderr().lock(), "warning: {}", escape_breaks(message));
 }
 
 /// Writes `text` to stdout. A closed pipe (`| head`) is not an error.
@@ -283,13 +291,14 @@ mod tests {
 
     #[test]
     fn a_failure_is_one_line() {
-        let f = Failure::new(EXIT_FAILURE, "cannot read `x`")
-            .with_cause("fatal: first\n  second line\r\n")
+        let f = Failure::new(EXIT_FAILURE, "cannot read `x\ny`")
+            .with_cause("fatal: first\r\nsecond line\n")
+            .with_cause("")
             .with_cause("last")
-            .with_hint("do this\nthen that");
+            .with_hint("do this");
         assert_eq!(
             f.line(),
-            "error: cannot read `x`: fatal: first second line: last; hint: do this then that"
+            "error: cannot read `x\\ny`: fatal: first\\r\\nsecond line: last; hint: do this"
         );
         assert_eq!(Failure::usage("bad").line(), "error: bad");
     }

@@ -135,38 +135,52 @@ impl LookupEnv {
             registry_auth_file: path("REGISTRY_AUTH_FILE"),
             xdg_runtime_dir: path("XDG_RUNTIME_DIR"),
             xdg_config_home: path("XDG_CONFIG_HOME"),
-            uid: {
-                use std::os::unix::fs::MetadataExt;
-                std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-            },
+            uid: real_uid(),
             docker_config: path("DOCKER_CONFIG"),
             home: path("HOME"),
             helper_timeout: None,
         }
     }
 
-    /// The auth files to consult, in order.
-    fn files(&self) -> Vec<PathBuf> {
+    /// The auth files to consult, in order, each with whether a file that
+    /// cannot be read is an error (`false`: taken as absent).
+    fn files(&self) -> Vec<(PathBuf, bool)> {
         let mut files = Vec::new();
         if let Some(f) = &self.registry_auth_file {
-            files.push(f.clone());
+            files.push((f.clone(), true));
         } else if let Some(dir) = &self.xdg_runtime_dir {
-            files.push(dir.join("containers/auth.json"));
+            files.push((dir.join("containers/auth.json"), true));
         } else if let Some(uid) = self.uid {
-            files.push(PathBuf::from(format!("/run/containers/{uid}/auth.json")));
+            // Guessed, as podman does without XDG_RUNTIME_DIR: root's podman
+            // makes `/run/containers` readable by root only, which must not
+            // fail every run of another user.
+            files.push((PathBuf::from(format!("/run/containers/{uid}/auth.json")), false));
         }
         if let Some(dir) = &self.xdg_config_home {
-            files.push(dir.join("containers/auth.json"));
+            files.push((dir.join("containers/auth.json"), true));
         } else if let Some(home) = &self.home {
-            files.push(home.join(".config/containers/auth.json"));
+            files.push((home.join(".config/containers/auth.json"), true));
         }
         if let Some(dir) = &self.docker_config {
-            files.push(dir.join("config.json"));
+            files.push((dir.join("config.json"), true));
         } else if let Some(home) = &self.home {
-            files.push(home.join(".docker/config.json"));
+            files.push((home.join(".docker/config.json"), true));
         }
         files
     }
+}
+
+/// The real user id (podman's `/run/containers/$UID`), from
+/// `/proc/self/status` (`Uid: real effective saved fs`).
+fn real_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Looks up the credential for `registry` (`HOST[:PORT]` as written in
@@ -185,8 +199,21 @@ pub fn lookup(registry: &str, env: &LookupEnv) -> Result<(Credential, Credential
         (None, None) => {}
         _ => return Err(CredentialError::HalfEnvironment),
     }
-    for file in env.files() {
-        if let Some(cred) = from_file(&file, registry, env.helper_timeout)? {
+    lookup_files(env.files(), registry, env.helper_timeout)
+}
+
+/// The first credential for `registry` in `files`; a file that is absent,
+/// or cannot be opened and is not required, is passed over.
+fn lookup_files(
+    files: Vec<(PathBuf, bool)>,
+    registry: &str,
+    timeout: Option<Duration>,
+) -> Result<(Credential, CredentialSource), CredentialError> {
+    for (file, required) in files {
+        if !required && std::fs::File::open(&file).is_err() {
+            continue;
+        }
+        if let Some(cred) = from_file(&file, registry, timeout)? {
             return Ok((cred, CredentialSource::File(file)));
         }
     }
@@ -375,6 +402,44 @@ mod tests {
 
         let (c, s) = lookup("other.example", &env).unwrap();
         assert_eq!((c, s), (Credential::Anonymous, CredentialSource::Anonymous));
+    }
+
+    #[test]
+    fn the_real_uid_is_read() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+        assert_eq!(
+            real_uid().map(|u| u.to_string()).as_deref(),
+            line.split_whitespace().nth(1)
+        );
+    }
+
+    #[test]
+    fn an_unreadable_guessed_podman_file_is_passed_over() {
+        // Stands for `/run/containers/$UID/auth.json` under root's 0700
+        // `/run/containers` (which root, running these tests, could read):
+        // a path that cannot be opened, under a regular file.
+        let dir = tempfile::tempdir().unwrap();
+        let docker = auth_json(dir.path(), "docker/config.json", "reg.example", "docker", "p2");
+        std::fs::write(dir.path().join("not-a-dir"), "").unwrap();
+        let guessed = dir.path().join("not-a-dir/auth.json");
+        let files = |required| vec![(guessed.clone(), required), (docker.clone(), true)];
+        let (c, s) = lookup_files(files(false), "reg.example", None).unwrap();
+        assert_eq!((c, s), (basic("docker", "p2"), CredentialSource::File(docker.clone())));
+        // The same path named by the user is an error (exit 4), not skipped.
+        assert!(matches!(
+            lookup_files(files(true), "reg.example", None),
+            Err(CredentialError::File { .. })
+        ));
+        // The guessed one is the only file not required.
+        let env = LookupEnv {
+            uid: Some(1000),
+            home: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let required: Vec<bool> = env.files().into_iter().map(|(_, r)| r).collect();
+        assert_eq!(required, [false, true, true]);
+        assert_eq!(env.files()[0].0, PathBuf::from("/run/containers/1000/auth.json"));
     }
 
     #[test]

@@ -228,9 +228,9 @@ impl FromStr for Policy {
     /// Parses and validates policy YAML.
     fn from_str(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = serde_norway::from_str(text).map_err(PolicyError::Yaml)?;
+        // A missing key, and `workspaces:` with no value, list none.
         let workspaces = match &raw.workspaces {
-            // `workspaces:` with no value lists none, as a missing key does.
-            None | Some(Value::Null) => Vec::new(),
+            None => Vec::new(),
             Some(v) => workspaces(v)?,
         };
         let builtin = Retention::default();

@@ -30,8 +30,8 @@ pub enum ReferenceError {
     #[error("image reference `{0}` is longer than 255 characters")]
     TooLong(String),
     #[error(
-        "image reference `{0}` names no registry host: its first part must be one (with a `.` or `:`, or \
-         `localhost`); these tools never assume Docker Hub, which is written `docker.io/…`"
+        "image reference `{0}` names no registry host (its first part must be one, with a `.` or `:`, or \
+         `localhost`, and Docker Hub is written `docker.io/…`)"
     )]
     NoHost(String),
 }

@@ -57,9 +57,78 @@ impl UntagOutcome {
     }
 }
 
+/// Why an untag failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UntagError {
+    /// Before anything changed, or while only reading.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The placeholder could not be deleted, and the tag was put back on
+    /// the digest it pointed to: nothing changed but an untagged placeholder
+    /// manifest (if the delete did not happen after all).
+    #[error(
+        "cannot untag `{reference}`: deleting the placeholder manifest `{placeholder}` failed, and the tag points to `{digest}` again"
+    )]
+    Restored {
+        reference: String,
+        placeholder: Digest,
+        digest: Digest,
+        #[source]
+        delete: RegistryError,
+    },
+    /// Neither the delete nor putting the tag back worked: the tag points
+    /// to the placeholder.
+    #[error(
+        "cannot untag `{reference}`: deleting the placeholder manifest `{placeholder}` failed ({delete}), and putting the tag back on `{digest}` failed too; the tag now points to the placeholder"
+    )]
+    PlaceholderLeft {
+        reference: String,
+        placeholder: Digest,
+        digest: Digest,
+        delete: RegistryError,
+        #[source]
+        restore: RegistryError,
+    },
+}
+
+impl UntagError {
+    /// The exit code (DESIGN.md): the failed delete's own when the tag was
+    /// put back (5 for a registry that timed out, 1 for one that refused);
+    /// 5 when the registry left it on the placeholder.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            UntagError::Registry(e) | UntagError::Restored { delete: e, .. } => e.exit_code(),
+            UntagError::PlaceholderLeft { .. } => 5,
+        }
+    }
+
+    /// What to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            UntagError::Registry(e) => e.hint(),
+            // It deleted the probe's digest, so deletes are enabled: not the
+            // usual hint about `storage.delete.enabled`.
+            UntagError::Restored {
+                delete: RegistryError::Unsupported { .. },
+                ..
+            } => Some(
+                "the registry deletes some manifests but not this one (a proxy or policy in front of it?); \
+                 see its logs; the untagged placeholder is reclaimed by its garbage collection"
+                    .into(),
+            ),
+            UntagError::Restored { delete, .. } => delete.hint(),
+            UntagError::PlaceholderLeft { reference, digest, .. } => Some(format!(
+                "point the tag back by hand, e.g. `crane tag {}@{digest} {}`, then see the registry's logs",
+                reference.rsplit_once(':').map_or(reference.as_str(), |(name, _)| name),
+                reference.rsplit_once(':').map_or("", |(_, tag)| tag),
+            )),
+        }
+    }
+}
+
 /// Untags `reference` (which must have a tag and no digest); a dry run
 /// unless `apply`.
-pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Result<UntagOutcome, RegistryError> {
+pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Result<UntagOutcome, UntagError> {
     let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
     let repo = Reference {
         tag: None,
@@ -91,7 +160,26 @@ pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Resul
             // `UNSUPPORTED` where they are not (distribution 2.x by default).
             let placeholder = placeholder_manifest(&tag);
             let probe = Digest::sha256_of(&[b"image-lifecycle untag probe ".as_slice(), &placeholder].concat());
-            client.manifest_delete(&repo, &probe.to_string()).await?;
+            match client.manifest_delete(&repo, &probe.to_string()).await {
+                Ok(_) => {}
+                Err(RegistryError::Unsupported {
+                    registry,
+                    status,
+                    detail,
+                    ..
+                }) => {
+                    return Err(UntagError::Registry(RegistryError::Unsupported {
+                        registry,
+                        operation: format!(
+                            "deleting manifests of `{}` by digest, which untagging needs",
+                            repo.name()
+                        ),
+                        status,
+                        detail,
+                    }));
+                }
+                Err(e) => return Err(e.into()),
+            }
             // What the tag points to, to put it back if the delete fails anyway.
             let original = client.manifest_get(&repo, &target.digest.to_string()).await?;
             client.blob_put(&repo, Bytes::from_static(EMPTY_JSON)).await?;
@@ -100,16 +188,30 @@ pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Resul
                 .await?;
             match client.manifest_delete(&repo, &d.to_string()).await {
                 Ok(Deleted::Deleted | Deleted::AlreadyGone) => {}
-                Err(e) => {
-                    client
+                Err(delete) => {
+                    let restored = client
                         .manifest_put(&repo, &tag, &original.media_type, original.body)
-                        .await?;
-                    return Err(e);
+                        .await;
+                    return Err(match restored {
+                        Ok(_) => UntagError::Restored {
+                            reference: reference.to_string(),
+                            placeholder: d,
+                            digest: target.digest,
+                            delete,
+                        },
+                        Err(restore) => UntagError::PlaceholderLeft {
+                            reference: reference.to_string(),
+                            placeholder: d,
+                            digest: target.digest,
+                            delete,
+                            restore,
+                        },
+                    });
                 }
             }
             outcome.method = Some("placeholder".into());
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     }
     outcome.applied = true;
     Ok(outcome)

@@ -787,6 +787,14 @@ fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
         let target = format!("{}/acme/web:latest", faulty.host());
         let r = run(&Env::new(), UNTAG, &[&target, "--apply", "--timeout", "1"]);
         assert_failure(&r, 5, stage);
+        if stage == "placeholder DELETE" {
+            assert!(r.err.contains("the tag points to `"), "{stage}: {}", r.err);
+            assert_eq!(
+                manifest_digest(&reg, "acme/web", "latest").as_deref(),
+                Some(d2.as_str()),
+                "{stage}: the tag is back on its digest"
+            );
+        }
         assert!(r.took < Duration::from_secs(3), "{stage}: took {:?}", r.took);
         for d in [&d1, &d2] {
             assert_eq!(
@@ -823,12 +831,49 @@ fn registry_untag_puts_the_tag_back_when_the_placeholder_cannot_be_deleted() {
     let target = format!("{}/acme/web:latest", faulty.host());
     let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
     assert_failure(&r, 1, "placeholder DELETE refused");
+    assert!(
+        r.err.contains("deleting the placeholder manifest `sha256:")
+            && r.err.contains(&format!("the tag points to `{d2}` again")),
+        "{}",
+        r.err
+    );
     assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222", "latest"]);
     assert_eq!(
         manifest_digest(&reg, "acme/web", "latest").as_deref(),
         Some(d2.as_str()),
         "the tag is back on its digest"
     );
+}
+
+/// Neither the placeholder's DELETE nor putting the tag back works: exit 5,
+/// and the error says where the tag points and how to point it back.
+#[test]
+fn registry_untag_says_so_when_the_tag_is_left_on_the_placeholder() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule("DELETE", "/manifests/sha256:", Fault::Status(405), 1),
+            rule("PUT", "/manifests/latest", Fault::Delay(Duration::ZERO), 1),
+            rule("PUT", "/manifests/latest", Fault::Status(403), 1),
+        ],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 5, "placeholder DELETE and restore refused");
+    assert!(r.err.contains("the tag now points to the placeholder"), "{}", r.err);
+    assert!(
+        r.err.contains(&format!(
+            "hint: point the tag back by hand, e.g. `crane tag {}/acme/web@{d2} latest`",
+            faulty.host()
+        )),
+        "{}",
+        r.err
+    );
+    let now = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    assert_ne!(now, d2, "the fault left the tag on the placeholder, as the error says");
 }
 
 // ---- registry_cleanup -----------------------------------------------------------

@@ -136,6 +136,11 @@ fn a_registry_without_deletes_keeps_the_tag_where_it_was() {
     let o = Env::new().run(BIN, &[&reg.repo("acme/web:v1"), "--apply"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("storage.delete.enabled"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not support deleting manifests of `"),
+        "names the operation, not the probe's digest: {}",
+        stderr(&o)
+    );
     assert_eq!(tags(&reg, "acme/web"), ["v1"]);
     let now = reqwest::blocking::Client::new()
         .head(format!("http://{}/v2/acme/web/manifests/v1", reg.host))

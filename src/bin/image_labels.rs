@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use image_lifecycle::ci_metadata::{self, CiMetadataError, DirtyPolicy, Format};
 use image_lifecycle::cli::{self, Failure};
 use image_lifecycle::reference::Reference;
@@ -57,16 +57,12 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if cli.image.is_some() && cli.format != Format::Args {
-        Cli::command()
-            .error(
-                clap::error::ErrorKind::ArgumentConflict,
-                "`--image` only applies to `--format args`",
-            )
-            .exit();
-    }
-    cli::finish(run(&cli))
+    cli::main_with::<Cli>(|cli| {
+        if cli.image.is_some() && cli.format != Format::Args {
+            return Err(Failure::usage("`--image` only applies to `--format args`"));
+        }
+        run(&cli)
+    })
 }
 
 fn run(cli: &Cli) -> Result<(), Failure> {

@@ -41,7 +41,9 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<(), Failure> {
     let mut refs = Vec::new();
     for t in &args.tags {
-        let r: Reference = Reference::parse_with_host(t).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+        let r: Reference = Reference::parse_with_host(t).map_err(|e| {
+            Failure::from_error(cli::EXIT_USAGE, &e).with_hint("write each tag as HOST[:PORT]/REPO:TAG")
+        })?;
         if r.tag.is_none() || r.digest.is_some() {
             return Err(Failure::usage(format!("`{t}` is not REGISTRY/REPO:TAG"))
                 .with_hint("name tags only; to delete a digest use registry_cleanup"));
@@ -52,7 +54,11 @@ fn run(args: Args) -> Result<(), Failure> {
     let rt = cli::runtime()?;
     let mut outcomes = Vec::new();
     for r in &refs {
-        let o = rt.block_on(untag(&client, r, args.apply))?;
+        let o = rt.block_on(untag(&client, r, args.apply)).map_err(|e| {
+            let mut f = Failure::from_error(e.exit_code(), &e);
+            f.hint = e.hint();
+            f
+        })?;
         if !args.json {
             cli::print_stdout(&format!("{}\n", o.render()))?;
         }

@@ -193,6 +193,9 @@ impl Env {
                 home.path().join("cache").display().to_string(),
             ),
             ("USER".into(), "tester".into()),
+            // Podman's primary auth file, here and not in the machine's
+            // /run/containers/$UID (the default without XDG_RUNTIME_DIR).
+            ("XDG_RUNTIME_DIR".into(), home.path().join("run").display().to_string()),
         ];
         Env { home, vars }
     }
