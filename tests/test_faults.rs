@@ -814,22 +814,30 @@ fn registry_untag_interrupted_keeps_the_digest_and_a_rerun_completes() {
     }
 }
 
+/// `registry_untag --apply` of `acme/web:latest` where the probe of delete
+/// support passes and the placeholder's DELETE answers 405, with `more`
+/// rules after those: the registry, the digest `latest` pointed to, the
+/// fault server and the run.
+fn untag_latest_with_the_placeholder_delete_refused(more: Vec<Rule>) -> (Registry, String, Faulty, Run) {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let mut rules = vec![
+        rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+        rule("DELETE", "/manifests/sha256:", Fault::Status(405), 1),
+    ];
+    rules.extend(more);
+    let faulty = Faulty::start(&reg.host, rules);
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    (reg, d2, faulty, r)
+}
+
 /// Deletes pass the probe but the placeholder's DELETE is refused (a proxy
 /// or policy that allows some deletes): the tag is put back on its digest
 /// and the run fails, rather than leaving the tag on the placeholder.
 #[test]
 fn registry_untag_puts_the_tag_back_when_the_placeholder_cannot_be_deleted() {
-    let reg = registry_with_images();
-    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
-    let faulty = Faulty::start(
-        &reg.host,
-        vec![
-            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
-            rule("DELETE", "/manifests/sha256:", Fault::Status(405), 1),
-        ],
-    );
-    let target = format!("{}/acme/web:latest", faulty.host());
-    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    let (reg, d2, _, r) = untag_latest_with_the_placeholder_delete_refused(vec![]);
     assert_failure(&r, 1, "placeholder DELETE refused");
     assert!(
         r.err.contains("deleting the placeholder manifest `sha256:")
@@ -849,19 +857,10 @@ fn registry_untag_puts_the_tag_back_when_the_placeholder_cannot_be_deleted() {
 /// and the error says where the tag points and how to point it back.
 #[test]
 fn registry_untag_says_so_when_the_tag_is_left_on_the_placeholder() {
-    let reg = registry_with_images();
-    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
-    let faulty = Faulty::start(
-        &reg.host,
-        vec![
-            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
-            rule("DELETE", "/manifests/sha256:", Fault::Status(405), 1),
-            rule("PUT", "/manifests/latest", Fault::Delay(Duration::ZERO), 1),
-            rule("PUT", "/manifests/latest", Fault::Status(403), 1),
-        ],
-    );
-    let target = format!("{}/acme/web:latest", faulty.host());
-    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    let (reg, d2, faulty, r) = untag_latest_with_the_placeholder_delete_refused(vec![
+        rule("PUT", "/manifests/latest", Fault::Delay(Duration::ZERO), 1),
+        rule("PUT", "/manifests/latest", Fault::Status(403), 1),
+    ]);
     assert_failure(&r, 5, "placeholder DELETE and restore refused");
     assert!(r.err.contains("the tag now points to the placeholder"), "{}", r.err);
     assert!(
