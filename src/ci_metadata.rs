@@ -244,9 +244,10 @@ fn split_scp_like(s: &str) -> Option<(String, String)> {
     }
     // An optional `user@` before the host (a user never holds `:` or `/`),
     // or a `user:password@` written by mistake (see `scp_credentials`).
-    let rest = match s.split_once('@') {
-        Some((user, rest)) if !user.contains([':', '/']) => rest,
-        _ => scp_credentials(s).map_or(s, |at| &s[at + 1..]),
+    let rest = match (scp_credentials(s), s.split_once('@')) {
+        (Some(at), _) => &s[at + 1..],
+        (None, Some((user, rest))) if !user.contains([':', '/']) => rest,
+        _ => s,
     };
     if let Some(v6) = rest.strip_prefix('[') {
         let (ip, after) = v6.split_once(']')?;
@@ -265,7 +266,8 @@ fn split_scp_like(s: &str) -> Option<(String, String)> {
 /// `user`, a remote that cannot work), but a credential written by mistake,
 /// and the password (which may hold `@`, `/` or `:`) must never reach a
 /// label or a message. Taken as such when the text before an `@` holds a
-/// `:` and the text after it is `host:path` with a valid host; the
+/// `:` and the text after it looks like `host:path` (`[v6]:path`), valid or
+/// not (a bad host is then refused by name, without the password); the
 /// rightmost such `@` (a password may hold `@`; a path after the host
 /// rarely does).
 fn scp_credentials(s: &str) -> Option<usize> {
@@ -275,10 +277,12 @@ fn scp_credentials(s: &str) -> Option<usize> {
         .map(|(i, _)| i)
         .find(|&at| {
             let (before, after) = (&s[..at], &s[at + 1..]);
-            before.contains(':')
-                && after.split_once(':').is_some_and(|(host, path)| {
-                    !host.is_empty() && !host.contains(['/', '@']) && !path.is_empty() && split_host_port(host).is_ok()
-                })
+            let host = if after.starts_with('[') {
+                after.split_once("]:").map(|(h, _)| h)
+            } else {
+                after.split_once(':').map(|(h, _)| h)
+            };
+            before.contains(':') && host.is_some_and(|h| !h.is_empty() && !h.contains(['/', '@']))
         })
 }
 
@@ -874,6 +878,16 @@ mod tests {
         assert_eq!(redact_url("a:b@c"), "a:b@c");
         assert_eq!(redact_url("host:repo@x"), "host:repo@x");
         assert_eq!(src("ab:c@d"), "https://ab/c@d");
+        // Whatever follows the credential, the password never shows.
+        for (remote, want) in [
+            ("user:pw@[::1]:a/b", "https://[::1]/a/b"),
+            ("user:pw@github.com.:a/b", "error: invalid host `github.com.`"),
+            ("user:pw@host:", "error: it names no repository path"),
+            ("me@corp.com:pw@github.com:a/b", "https://github.com/a/b"),
+        ] {
+            assert_eq!(src(remote), want, "{remote}");
+            assert!(!redact_url(remote).contains("pw"), "{remote}: {}", redact_url(remote));
+        }
         assert_eq!(src("host:team/repo@x"), "https://host/team/repo@x");
     }
 

@@ -166,11 +166,23 @@ impl Failure {
     }
 }
 
-/// `text` without its trailing blanks, and any line break left inside it
-/// written as `\n` / `\r`: a value quoted in a message (a tag, a path) is
-/// shown as it is, and the report stays one line.
+/// `text` without its trailing blanks, and any control character left
+/// inside it (line breaks, escape sequences, NEL) or line/paragraph
+/// separator escaped (`\n`, `\u{1b}`): a value quoted in a message (a tag,
+/// a path, a registry's error detail) is shown as it is, cannot move the
+/// cursor, and the report stays one line.
 fn escape_breaks(text: &str) -> String {
-    text.trim_end().replace('\n', "\\n").replace('\r', "\\r")
+    let mut out = String::with_capacity(text.len());
+    for c in text.trim_end().chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => out.extend(c.escape_unicode()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `text` with its line breaks (and the blanks around them) turned into
@@ -185,11 +197,17 @@ fn one_line(text: &str) -> String {
 }
 
 /// A usage error of the argument parser as one line: its paragraphs (the
-/// message, a tip, the usage, where to read more) joined with `; `.
+/// message, a tip, the usage, where to read more) joined with `; `. The
+/// parser quotes what it did not expect, which may be a URL with a
+/// password (`image_labels https://u:pw@host/x`, `--source` forgotten): the
+/// userinfo of any URL is replaced by `***`.
 fn usage_line(rendered: &str) -> String {
+    static USERINFO: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s'\x22`]*@").expect("valid pattern")
+    });
     let mut parts = Vec::new();
     for paragraph in rendered.split("\n\n") {
-        let p = one_line(paragraph);
+        let p = escape_breaks(&USERINFO.replace_all(&one_line(paragraph), "${1}***@"));
         if !p.is_empty() {
             parts.push(p);
         }
@@ -291,6 +309,10 @@ mod tests {
 
     #[test]
     fn a_failure_is_one_line() {
+        assert_eq!(
+            Failure::usage("tag `a\u{1b}[2J\u{85}\u{2028}\tb`").line(),
+            "error: tag `a\\u{1b}[2J\\u{85}\\u{2028}\\tb`"
+        );
         let f = Failure::new(EXIT_FAILURE, "cannot read `x\ny`")
             .with_cause("fatal: first\r\nsecond line\n")
             .with_cause("")
@@ -322,6 +344,17 @@ mod tests {
         }
         let e = Args::try_parse_from(["tool", "x", "--jsn"]).unwrap_err();
         assert!(usage_line(&e.render().to_string()).contains("tip: a similar argument exists: '--json'"));
+        // A password in what the parser quotes back is not shown.
+        let e = Args::try_parse_from(["tool", "x", "https://u:s3cret@h/x"]).unwrap_err();
+        let line = usage_line(&e.render().to_string());
+        assert!(line.contains("'https://***@h/x'"), "{line}");
+        assert!(!line.contains("s3cret"), "{line}");
+        // Control characters cannot move the cursor.
+        for odd in ["a\u{1b}[2Jb", "a\u{7}\u{85}\u{2028}b"] {
+            let e = Args::try_parse_from(["tool", "x", odd]).unwrap_err();
+            let line = usage_line(&e.render().to_string());
+            assert!(!line.chars().any(|c| c.is_control() || c == '\u{2028}'), "{line:?}");
+        }
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub enum UntagError {
     /// the digest it pointed to: nothing changed but an untagged placeholder
     /// manifest (if the delete did not happen after all).
     #[error(
-        "cannot untag `{reference}`: deleting the placeholder manifest `{placeholder}` failed, and the tag points to `{digest}` again"
+        "cannot untag `{reference}` (the tag points to `{digest}` again): deleting the placeholder manifest `{placeholder}` failed"
     )]
     Restored {
         reference: String,
@@ -79,7 +79,7 @@ pub enum UntagError {
     /// Neither the delete nor putting the tag back worked: the tag points
     /// to the placeholder.
     #[error(
-        "cannot untag `{reference}`: deleting the placeholder manifest `{placeholder}` failed ({delete}), and putting the tag back on `{digest}` failed too; the tag now points to the placeholder"
+        "cannot untag `{reference}` (the tag now points to the placeholder `{placeholder}`, not `{digest}`): deleting the placeholder failed ({delete}), and so did putting the tag back"
     )]
     PlaceholderLeft {
         reference: String,
@@ -93,8 +93,8 @@ pub enum UntagError {
 
 impl UntagError {
     /// The exit code (DESIGN.md): the failed delete's own when the tag was
-    /// put back (5 for a registry that timed out, 1 for one that refused);
-    /// 5 when the registry left it on the placeholder.
+    /// put back (1 for 405/`UNSUPPORTED`, 4 for 401/403, 5 for 5xx or a
+    /// timeout); 5 when the registry left it on the placeholder.
     pub fn exit_code(&self) -> u8 {
         match self {
             UntagError::Registry(e) | UntagError::Restored { delete: e, .. } => e.exit_code(),
