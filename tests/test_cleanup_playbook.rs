@@ -350,6 +350,12 @@ fn the_playbook_gathers_the_state_then_plans_and_applies() {
     let out = text(&o);
     assert!(out.contains("total: 2 digests to delete, 2 kept"), "{out}");
     assert!(out.contains("dry run: nothing deleted"), "{out}");
+    // The whole plan is shown, each digest under its image.
+    assert!(out.contains(&format!("IMAGE: {image}")), "{out}");
+    for tag in ["v1", "v2", "v3", "v4"] {
+        let short = d[tag].short(12);
+        assert!(out.contains(short), "{tag} ({short}) is in the plan: {out}");
+    }
     assert!(!server.requests().iter().any(|r| r.method == "DELETE"));
     assert_eq!(w.state_files(), ["dev", "prod"]);
     let dev: Value = serde_json::from_str(&read(&w.path().join("state/dev/deploy-state.json"))).unwrap();
