@@ -465,6 +465,14 @@ fn remote_without_web_address_is_refused_without_showing_credentials() {
     let run = repo.labels(&["--source", "https://u:s3cret-token@h"]);
     assert_eq!(run.code, 2);
     assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+
+    // `--source` forgotten: the argument parser quotes the URL back, on
+    // one line, without the password.
+    let run = repo.labels(&["https://u:s3cret-token@h/x/y"]);
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("'https://***@h/x/y'"), "{}", run.stderr);
+    assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
 }
 
 #[test]

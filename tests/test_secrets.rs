@@ -622,6 +622,14 @@ fn credentials_go_to_a_plain_http_token_realm_only_on_loopback_or_when_named() {
         .collect();
     assert_eq!(token_reqs.len(), 1);
 
+    // Named in IMAGE_LIFECYCLE_PLAIN_HTTP, it stays allowed when
+    // `--plain-http` names another host: the flag adds to the list.
+    let o = creds_env()
+        .set("IMAGE_LIFECYCLE_PLAIN_HTTP", &name)
+        .run(RESOLVE, &[&target, "--timeout", "5", "--plain-http", "other.example"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_clean("allowed realm (env)", "stderr", &stderr(&o), &forms);
+
     // Anonymous: the realm may be asked, without credentials.
     let o = Env::new().run(RESOLVE, &[&target, "--timeout", "5"]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
