@@ -477,6 +477,60 @@ impl Supervised {
         walk(&self.dir.path().join("data"))
     }
 
+    /// Requires htpasswd authentication (AUTH_USER / AUTH_PASSWORD) from
+    /// now on, and restarts the registry so that it does.
+    fn require_auth(&self) {
+        let htpasswd = self.dir.path().join("htpasswd");
+        fs::write(&htpasswd, format!("{AUTH_HTPASSWD}\n")).unwrap();
+        let mut config = read(&self.config());
+        config.push_str(&format!(
+            "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+            htpasswd.display()
+        ));
+        fs::write(self.config(), config).unwrap();
+        let restart = self.restart_command();
+        assert!(
+            Command::new(&restart[0])
+                .args(&restart[1..])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.wait_up();
+        let anonymous = reqwest::blocking::get(format!("http://{}/v2/", self.host)).unwrap();
+        assert_eq!(
+            anonymous.status().as_u16(),
+            401,
+            "the registry now asks for credentials"
+        );
+    }
+
+    /// Upload sessions the registry holds open, in every repository: those
+    /// with a `startedat` file (a cancelled upload loses it; distribution
+    /// 2.8 leaves its hash state behind, for the upload purger).
+    fn open_uploads(&self) -> Vec<PathBuf> {
+        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
+            let Ok(rd) = fs::read_dir(p) else { return };
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.file_name().is_some_and(|n| n == "_uploads") {
+                    out.extend(
+                        fs::read_dir(&path)
+                            .unwrap()
+                            .flatten()
+                            .map(|u| u.path())
+                            .filter(|u| u.join("startedat").exists()),
+                    );
+                } else if path.is_dir() {
+                    walk(&path, out);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.dir.path().join("data"), &mut out);
+        out
+    }
+
     /// Kills the registry and waits until it is gone; the loop starts it again.
     fn restart_command(&self) -> Vec<String> {
         let pid = self.dir.path().join("pid");
@@ -554,4 +608,97 @@ fn garbage_collection_runs_read_only_and_restores_the_registry() {
         &format!("{}/acme/web:v5", reg.host),
         &labelled(&revision("v500000"), "v5", "2025-01-05T00:00:00Z"),
     );
+}
+
+#[test]
+fn a_registry_still_writable_after_the_restart_is_not_collected() {
+    let reg = Supervised::start();
+    let d = push_images(&reg.host);
+    let w = Workdir::new(POLICY);
+    let image = format!("{}/acme/web", reg.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    w.deploy("web1", "dev", &image, &[&d["v3"]]);
+    w.deploy("web2", "prod", &image, &[&d["v4"]]);
+    let config_before = read(&reg.config());
+
+    // A "restart" that restarts nothing: the registry keeps its writable
+    // configuration, as when the unit reads another file than the one given.
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
+                "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
+                "cleanup_registry_config": reg.config(),
+                "cleanup_registry_command": [registry_binary()],
+                "cleanup_registry_restart_command": ["true"]}),
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("result: 2 digests deleted"),
+        "the cleanup itself ran: {out}"
+    );
+    assert!(out.contains("still accepts uploads after the restart"), "{out}");
+    assert!(!out.contains("blobs marked"), "nothing was collected: {out}");
+    assert_eq!(read(&reg.dir.path().join("starts")), "writable\n", "never restarted");
+    assert_eq!(read(&reg.config()), config_before, "the configuration is put back");
+    assert_eq!(
+        reg.open_uploads(),
+        Vec::<PathBuf>::new(),
+        "the probe's upload was cancelled: {out}"
+    );
+}
+
+#[test]
+fn a_registry_with_auth_is_checked_with_the_probe_credentials() {
+    let reg = Supervised::start();
+    let d = push_images(&reg.host);
+    reg.require_auth();
+    let w = Workdir::new(POLICY);
+    // registry_cleanup reads its credentials from the Docker config.
+    use base64::Engine;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{AUTH_PASSWORD}"));
+    fs::create_dir_all(w.path().join("home/.docker")).unwrap();
+    fs::write(
+        w.path().join("home/.docker/config.json"),
+        json!({"auths": {reg.host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let image = format!("{}/acme/web", reg.host);
+    w.inventory("dev", &[("web1", Host::Local)]);
+    w.inventory("prod", &[("web2", Host::Local)]);
+    w.deploy("web1", "dev", &image, &[&d["v3"]]);
+    w.deploy("web2", "prod", &image, &[&d["v4"]]);
+    let vars = json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
+                      "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
+                      "cleanup_registry_config": reg.config(),
+                      "cleanup_registry_command": [registry_binary()],
+                      "cleanup_registry_restart_command": reg.restart_command()});
+
+    // Without probe credentials: the check cannot tell, says so, and the
+    // collection runs on the strength of the restart.
+    let o = w.playbook(&["dev", "prod"], &vars);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("result: 2 digests deleted"), "{out}");
+    assert!(out.contains("cannot check that it is read-only"), "{out}");
+    assert!(out.contains("blobs marked, "), "{out}");
+
+    // With them: checked (a read-only registry answers the user's upload
+    // with 405), no warning, and the password never shown.
+    let mut vars = vars;
+    vars["cleanup_registry_probe_username"] = json!(AUTH_USER);
+    vars["cleanup_registry_probe_password"] = json!(AUTH_PASSWORD);
+    let o = w.playbook(&["dev", "prod"], &vars);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains("cannot check that it is read-only"), "{out}");
+    assert!(out.contains("blobs marked, "), "{out}");
+    assert!(!out.contains(AUTH_PASSWORD), "{out}");
+    assert_eq!(
+        read(&reg.dir.path().join("starts")),
+        "writable\nwritable\nreadonly\nwritable\nreadonly\nwritable\n",
+        "collected read-only twice, restored each time"
+    );
+    assert_eq!(reg.open_uploads(), Vec::<PathBuf>::new());
 }

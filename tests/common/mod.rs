@@ -20,7 +20,7 @@ use image_lifecycle::reference::Digest;
 pub const AUTH_USER: &str = "tester";
 pub const AUTH_PASSWORD: &str = "s3cr3t-Pa55word";
 /// bcrypt of AUTH_PASSWORD (cost 5), for the registry's htpasswd file.
-const AUTH_HTPASSWD: &str = "tester:$2b$05$q3MI5xZ5E0O5COrC7GLPkOh3iZJo//OQPSel5h4/usyQ89ekc.2i6";
+pub const AUTH_HTPASSWD: &str = "tester:$2b$05$q3MI5xZ5E0O5COrC7GLPkOh3iZJo//OQPSel5h4/usyQ89ekc.2i6";
 
 /// The registry binary, or a failure saying how to install it.
 pub fn registry_binary() -> PathBuf {
