@@ -107,8 +107,43 @@ struct ConfigBlob {
 
 #[derive(serde::Deserialize)]
 struct ConfigSection {
+    /// Values other than strings are kept out (and reported): one odd label
+    /// must not hide the others.
     #[serde(rename = "Labels", default)]
-    labels: Option<BTreeMap<String, String>>,
+    labels: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// Config labels that are strings, by key.
+type Labels = BTreeMap<String, String>;
+
+/// The string labels of an image config; warnings for labels that are not
+/// strings; `Err` with the reason when the config is not JSON this can read.
+fn config_labels(config: &[u8]) -> Result<(Option<Labels>, Vec<String>), String> {
+    let blob = serde_json::from_slice::<ConfigBlob>(config).map_err(|e| e.to_string())?;
+    let Some(labels) = blob.config.and_then(|c| c.labels) else {
+        return Ok((None, Vec::new()));
+    };
+    let mut warnings = Vec::new();
+    let mut out = BTreeMap::new();
+    for (k, v) in labels {
+        match v {
+            serde_json::Value::String(s) => {
+                out.insert(k, s);
+            }
+            other if crate::metadata::CI_LABELS.contains(&k.as_str()) => {
+                let kind = match other {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Array(_) => "an array",
+                    _ => "an object",
+                };
+                warnings.push(format!("label `{k}` is {kind}, not a string; left out"));
+            }
+            _ => {}
+        }
+    }
+    Ok((Some(out), warnings))
 }
 
 fn parse_digest(registry: &str, s: &str) -> Result<Digest, RegistryError> {
@@ -236,10 +271,10 @@ async fn describe_image(
         blobs.insert(parse_digest(registry, &l.digest)?, l.size.max(0) as u64);
     }
     let config = client.blob_get(repo, &config_digest, CONFIG_LIMIT).await?;
-    let labels = serde_json::from_slice::<ConfigBlob>(&config)
-        .ok()
-        .and_then(|c| c.config)
-        .and_then(|c| c.labels);
+    let (labels, label_warnings, unreadable) = match config_labels(&config) {
+        Ok((labels, warnings)) => (labels, warnings, None),
+        Err(e) => (None, Vec::new(), Some(e)),
+    };
     let mut annotations: BTreeMap<String, String> = img
         .annotations
         .clone()
@@ -250,7 +285,15 @@ async fn describe_image(
             annotations.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let metadata = ImageMetadata::from_labels(labels.as_ref(), Some(&annotations));
+    let mut metadata = ImageMetadata::from_labels(labels.as_ref(), Some(&annotations));
+    metadata.warnings.splice(0..0, label_warnings);
+    if let Some(e) = unreadable {
+        metadata.warnings.insert(
+            0,
+            format!("config `{config_digest}` is not JSON that can be read ({e}); its labels are unknown"),
+        );
+        metadata.labels_unreadable = true;
+    }
     Ok(ImageEntry {
         digest: manifest.digest.clone(),
         media_type: manifest.media_type.clone(),
@@ -264,6 +307,29 @@ async fn describe_image(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn config_labels_keep_the_strings_and_report_the_rest() {
+        let (labels, warnings) = config_labels(
+            br#"{"config":{"Labels":{"org.opencontainers.image.revision":"abc","org.opencontainers.image.created":7,"other":true}}}"#,
+        )
+        .unwrap();
+        let labels = labels.unwrap();
+        assert_eq!(labels.len(), 1);
+        assert_eq!(labels["org.opencontainers.image.revision"], "abc");
+        assert_eq!(
+            warnings,
+            ["label `org.opencontainers.image.created` is a number, not a string; left out"]
+        );
+        assert_eq!(config_labels(br#"{"config":{}}"#).unwrap(), (None, vec![]));
+        assert_eq!(config_labels(br#"{}"#).unwrap(), (None, vec![]));
+        // A lone surrogate cannot be a Rust string: the config is unreadable,
+        // which is not the same as "no labels".
+        let e = config_labels(br#"{"config":{"Labels":{"a":"\udc9b"}}}"#).unwrap_err();
+        assert!(e.contains("surrogate"), "{e}");
+        assert!(config_labels(b"not json").is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -32,6 +32,10 @@ pub struct ImageMetadata {
     /// unparseable `created`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The image config could not be read as JSON, so its labels are
+    /// unknown (not missing); the reason is in `warnings`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub labels_unreadable: bool,
 }
 
 impl ImageMetadata {
@@ -53,6 +57,7 @@ impl ImageMetadata {
             created: None,
             source: get(LABEL_SOURCE),
             warnings: Vec::new(),
+            labels_unreadable: false,
         };
         for (key, value) in [
             (LABEL_REVISION, &meta.revision),

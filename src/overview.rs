@@ -270,7 +270,9 @@ pub fn contract_problems(info: &TagInfo, entry: Option<&ImageEntry>) -> Vec<Stri
         .filter(|(_, v)| v.is_none())
         .map(|(k, _)| k.trim_start_matches("org.opencontainers.image."))
         .collect();
-    if !missing.is_empty() {
+    if m.labels_unreadable && !missing.is_empty() {
+        out.push(format!("config unreadable, label {} unknown", missing.join(", ")));
+    } else if !missing.is_empty() {
         out.push(format!("missing label {}", missing.join(", ")));
     }
     if let Some(rev) = &m.revision {
@@ -362,9 +364,25 @@ const MAX_RAW_CREATED: usize = 32;
 const CREATED_WIDTH: usize = 19;
 
 /// Replaces control characters (escape sequences in a label must not
-/// reach the terminal) and returns the text.
+/// reach the terminal) and the bidirectional embeddings, overrides and
+/// isolates (which would show the row's text in another order than it
+/// has), and returns the text.
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_control() { '\u{fffd}' } else { c }).collect()
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Line ends a description's first line stops at: `\n`, `\r`, vertical
+/// tab, form feed, NEL and the Unicode line and paragraph separators.
+fn is_line_end(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{b}' | '\u{c}' | '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
 /// `created` as shown: `YYYY-MM-DD HH:MM:SS` UTC, the raw text when it is
@@ -382,7 +400,7 @@ fn description_text(t: &TagInfo) -> String {
     let first = t
         .description
         .as_deref()
-        .and_then(|d| d.lines().map(str::trim).find(|l| !l.is_empty()))
+        .and_then(|d| d.split(is_line_end).map(str::trim).find(|l| !l.is_empty()))
         .unwrap_or("-");
     sanitize(first)
 }
@@ -753,6 +771,33 @@ mod tests {
     }
 
     #[test]
+    fn first_line_stops_at_every_line_end_and_bidi_controls_are_replaced() {
+        let mut l = listing();
+        l.tags.retain(|t, _| t == "eb53023");
+        let style = TextStyle {
+            width: None,
+            colour: false,
+        };
+        for (description, shown) in [
+            ("first\u{2028}SECOND", "first"),
+            ("first\u{2029}SECOND", "first"),
+            ("first\u{85}SECOND", "first"),
+            ("first\rSECOND", "first"),
+            ("\r\n  \u{2028}first\r\nSECOND", "first"),
+            (
+                "safe \u{202e}deliver evil\u{202c} end",
+                "safe \u{fffd}deliver evil\u{fffd} end",
+            ),
+            ("isolate \u{2067}x\u{2069}", "isolate \u{fffd}x\u{fffd}"),
+        ] {
+            l.images.get_mut(&d('1')).unwrap().metadata.description = Some(description.into());
+            let text = render_images(&images_overview(&l, "dev", None, None), &style);
+            let row = text.lines().nth(2).unwrap();
+            assert!(row.ends_with(&format!("  {shown}")), "{description:?}: {row:?}");
+        }
+    }
+
+    #[test]
     fn contract_flags() {
         let ov = registry_overview("r:5000", &[listing()]);
         let repo = &ov.repositories[0];
@@ -764,6 +809,15 @@ mod tests {
         assert!(problems["eb53023"].is_empty());
         assert_eq!(problems["latest"], ["tag is not revision[:7] (`6350192`)"]);
         assert_eq!(problems["old"], ["missing label revision, description, created"]);
+        let mut l = listing();
+        let old = l.tags["old"].clone();
+        l.images.get_mut(&old).unwrap().metadata.labels_unreadable = true;
+        let ov = registry_overview("r:5000", &[l]);
+        let old = ov.repositories[0].tags.iter().find(|t| t.tag == "old").unwrap();
+        assert_eq!(
+            old.problems.as_deref().unwrap(),
+            ["config unreadable, label revision, description, created unknown"]
+        );
         assert_eq!((repo.digests, repo.flagged), (3, 2));
     }
 

@@ -135,11 +135,12 @@ impl Progress {
         if json || !std::io::stderr().is_terminal() {
             return Progress::quiet();
         }
+        // A spinner until the first tag list arrives: a bar of 0/0 would
+        // be drawn full.
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} [{bar:25}] {pos}/{len} tags, {eta} left  {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template("{spinner} reading the tag list  {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
         Progress { sink: Sink::Bar(bar) }
@@ -159,8 +160,16 @@ impl Progress {
             (Sink::Quiet, ScanEvent::Warning(w)) => crate::cli::warn(w),
             (Sink::Quiet, _) => {}
             (Sink::Bar(bar), ScanEvent::Listed { repository, tags }) => {
+                let first = bar.length() == Some(0) && *tags > 0;
                 bar.set_message(repository.to_string());
                 bar.inc_length(*tags as u64);
+                if first {
+                    bar.set_style(
+                        ProgressStyle::with_template("{spinner} [{bar:25}] {pos}/{len} tags, {eta} left  {wide_msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_bar())
+                            .progress_chars("=> "),
+                    );
+                }
             }
             (Sink::Bar(bar), ScanEvent::Scanned { .. }) => bar.inc(1),
             (Sink::Bar(bar), ScanEvent::Warning(w)) => bar.suspend(|| crate::cli::warn(w)),

@@ -603,6 +603,47 @@ fn images_overview_refuses_a_next_page_on_another_host_which_receives_nothing() 
     assert!(elsewhere.requests().is_empty(), "{:?}", elsewhere.requests());
 }
 
+#[test]
+fn a_tag_list_with_names_that_are_not_tags_is_refused_and_never_reaches_the_terminal() {
+    let reg = registry_with_images();
+    for bad in [
+        r"\u001b]0;pwned\u0007\u001b[31mEVIL",
+        "../../acme/api/manifests/3333333",
+    ] {
+        let body = format!(r#"{{"name":"acme/web","tags":["1111111","{bad}"]}}"#);
+        let server = FaultServer::start(
+            Some(reg.host.clone()),
+            Arc::new(move |req: &Req| {
+                if req.path.contains("/tags/list") {
+                    Action::Respond(Resp::new(200, body.clone()).header("Content-Type", "application/json"))
+                } else {
+                    Action::Forward
+                }
+            }),
+        );
+        for (bin, args) in [
+            (IMAGES, vec!["dev".to_string(), format!("{}/acme/web", server.host)]),
+            (REGISTRY, vec![server.host.clone(), "--repo".into(), "acme/web".into()]),
+        ] {
+            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
+            all.extend(["--timeout", "5"]);
+            let r = run(&Env::new(), bin, &all);
+            assert_failure(&r, 5, bad);
+            assert!(r.err.contains("which is not a tag"), "{}", r.err);
+            assert!(!r.err.contains('\u{1b}') && !r.err.contains('\u{7}'), "{:?}", r.err);
+        }
+        // Nothing was asked for the bad name.
+        assert!(
+            server
+                .requests()
+                .iter()
+                .all(|q| !q.path.contains("manifests/..") && !q.path.contains("%1B")),
+            "{:?}",
+            server.requests()
+        );
+    }
+}
+
 // ---- registry_overview ------------------------------------------------------
 
 #[test]

@@ -269,6 +269,22 @@ Hosts of workspace dev run different digests:
         "{err}"
     );
     assert!(!out.contains('\x1b'), "no colour when stdout is not a terminal");
+    assert!(!err.contains("has no record of"), "{err}");
+
+    // The same state with the registry written another way: nothing can be
+    // marked, and the overview says why instead of looking undeployed.
+    let other_name = image.replacen("127.0.0.1", "localhost", 1);
+    let state = deploy_state(&env, &other_name, &[("web1", &f.eb, "eb53023")]);
+    let (code, out, err) = run(&env, &["dev", &image, "--deployed", state.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains('→'), "{out}");
+    assert!(
+        err.contains(&format!(
+            "warning: deploy state `{}` has no record of `{image}` (it records `{other_name}`): no tag is marked",
+            state.display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -618,4 +634,68 @@ fn a_moved_tag_shows_its_new_image() {
     assert_eq!(j["tags"][0]["digest"], second.to_string());
     assert_eq!(j["tags"][0]["description"], "second");
     assert_eq!(j["tags"][0]["created"], "2026-01-25T02:00:00Z");
+}
+
+/// `s` quoted for `sh`.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[test]
+fn the_progress_bar_is_drawn_on_a_terminal_and_only_there() {
+    let f = fixtures();
+    // 150 ms per manifest request, so that the bar has time to be drawn.
+    let slow = FaultServer::start(
+        Some(f.reg.host.clone()),
+        Arc::new(|req: &Req| {
+            if req.path.contains("/manifests/") {
+                Action::Delay(std::time::Duration::from_millis(150))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let image = format!("{}/acme/web", slow.host);
+    let env = Env::new().set("TERM", "xterm");
+    let piped = run(&env, &["dev", &image]);
+    assert_eq!(piped.0, 0, "{}", piped.2);
+
+    let bar = regex::Regex::new(r"\[[=> ]{25}\] \d+/9 tags").unwrap();
+    // stderr on a terminal (util-linux `script` gives the command a pty),
+    // stdout to a file: the bar is drawn on the terminal, the table alone
+    // goes to the file.
+    for json in [false, true] {
+        let work = tempfile::tempdir().unwrap();
+        let out_file = work.path().join("out");
+        let cache = work.path().join("cache");
+        let line = format!(
+            "{} dev {}{} > {}",
+            sh_quote(BIN),
+            sh_quote(&image),
+            if json { " --json" } else { "" },
+            sh_quote(&out_file.display().to_string())
+        );
+        let o = env
+            .command("script", &["-qec", &line, "/dev/null"])
+            .env("IMAGE_LIFECYCLE_CACHE_DIR", &cache)
+            .output()
+            .expect("`script` (util-linux) runs a command on a pseudo-terminal: apt-get install bsdutils");
+        let terminal = stdout(&o);
+        assert!(o.status.success(), "{terminal}{}", stderr(&o));
+        let table = std::fs::read_to_string(&out_file).unwrap();
+        if json {
+            assert!(!terminal.contains(" tags"), "no bar with --json: {terminal:?}");
+            assert!(table.starts_with('{'), "{table}");
+        } else {
+            assert!(bar.is_match(&terminal), "a bar on the terminal: {terminal:?}");
+            assert!(!terminal.contains("0/0 tags"), "{terminal:?}");
+            assert_eq!(table, piped.1, "the table is the same as without a terminal");
+        }
+    }
+    // stderr not a terminal: warnings only, no bar and no escape sequence.
+    assert!(
+        !piped.2.contains(" tags,") && !piped.2.contains('\x1b'),
+        "{:?}",
+        piped.2
+    );
 }

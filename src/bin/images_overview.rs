@@ -2,7 +2,7 @@
 //! [--limit N]` — the tags of one repository, newest first, with `→` on
 //! what the workspace runs. See DESIGN.md.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -86,6 +86,11 @@ fn run(args: Args) -> Result<(), Failure> {
     for t in ov.tags.iter().filter(|t| !t.warnings.is_empty()) {
         cli::warn(&format!("`{}:{}`: {}", ov.image, t.tag, t.warnings.join("; ")));
     }
+    if let (Some(s), Some(path)) = (&state, &args.deployed)
+        && let Some(w) = unmatched_state_warning(s, &ov.image, path)
+    {
+        cli::warn(&w);
+    }
     if state.is_none() && !args.json {
         cli::warn("no deploy state given (`--deployed FILE`): no tag is marked as deployed");
     }
@@ -97,4 +102,25 @@ fn run(args: Args) -> Result<(), Failure> {
         render_images(&ov, &TextStyle::for_stdout())
     };
     cli::print_stdout(&text)
+}
+
+/// A warning when the deploy state records images but none of `image`:
+/// nothing is marked, which looks like "nothing deployed" while it is
+/// more often the registry named another way than at deploy time
+/// (`localhost:5000` and `127.0.0.1:5000`).
+fn unmatched_state_warning(state: &DeployState, image: &str, path: &Path) -> Option<String> {
+    if state.records.is_empty() || state.records_for(image).next().is_some() {
+        return None;
+    }
+    let images: std::collections::BTreeSet<&str> = state.records.iter().map(|r| r.image.as_str()).collect();
+    let mut named: Vec<String> = images.iter().take(3).map(|i| format!("`{i}`")).collect();
+    if images.len() > 3 {
+        named.push(format!("{} more", images.len() - 3));
+    }
+    Some(format!(
+        "deploy state `{}` has no record of `{image}` (it records {}): no tag is marked; \
+         if one of these is this image under another registry name, name the image that way",
+        path.display(),
+        named.join(", ")
+    ))
 }

@@ -554,7 +554,22 @@ impl Client {
             self.check_status(&ans, &repo.registry, "GET", &path, what, "list tags")?;
             let page: Page =
                 serde_json::from_slice(&ans.body).map_err(|e| self.invalid(&repo.registry, "tag list", e))?;
-            out.extend(page.tags.unwrap_or_default());
+            let tags = page.tags.unwrap_or_default();
+            // A name outside the grammar cannot come from a registry that
+            // checks pushes; it would reach terminals and request paths
+            // (`../`), so the list is refused rather than shown in part.
+            if let Some(bad) = tags.iter().find(|t| t.parse::<crate::reference::Tag>().is_err()) {
+                let shown: String = bad.chars().take(140).flat_map(char::escape_debug).collect();
+                return Err(self.invalid(
+                    &repo.registry,
+                    "tag list",
+                    format!(
+                        "`{}` lists `{shown}`, which is not a tag ([A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})",
+                        repo.name()
+                    ),
+                ));
+            }
+            out.extend(tags);
             next = self.next_link(&repo.registry, &ans.headers)?;
         }
         out.sort();
