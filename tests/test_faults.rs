@@ -692,6 +692,32 @@ fn registry_overview_persistent_faults_exit_5_within_the_timeout() {
 }
 
 #[test]
+fn registry_overview_without_a_catalog_says_so_and_what_reads_one_repository() {
+    let reg = registry_with_images();
+    let server = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(|req: &Req| {
+            if req.path.contains("/_catalog") {
+                Action::Respond(Resp::new(
+                    404,
+                    r#"{"errors":[{"code":"UNSUPPORTED","message":"catalog is disabled"}]}"#,
+                ))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let r = run(&Env::new(), REGISTRY, &[&server.host, "--timeout", "5"]);
+    assert_failure(&r, 3, "catalog disabled");
+    assert!(r.err.contains("does not serve its catalog"), "{}", r.err);
+    assert!(
+        !r.err.contains("`registry_overview REGISTRY` lists what exists"),
+        "{}",
+        r.err
+    );
+}
+
+#[test]
 fn registry_overview_refuses_a_catalog_page_on_another_host_which_receives_nothing() {
     let reg = registry_with_images();
     let elsewhere = FaultServer::start(Some(reg.host.clone()), Arc::new(|_: &Req| Action::Forward));

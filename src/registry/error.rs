@@ -137,6 +137,12 @@ impl RegistryError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         Some(match self {
+            RegistryError::NotFound { what, .. } if what == "catalog" => {
+                "the registry does not serve its catalog (`/v2/_catalog`; some hosted registries turn it off), \
+                 which listing every repository needs; `images_overview WORKSPACE HOST/REPO` reads one \
+                 repository without it"
+                    .into()
+            }
             RegistryError::NotFound { .. } => {
                 "check the repository and tag or digest; `registry_overview REGISTRY` lists what exists".into()
             }
