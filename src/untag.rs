@@ -126,95 +126,164 @@ impl UntagError {
     }
 }
 
-/// Untags `reference` (which must have a tag and no digest); a dry run
-/// unless `apply`.
-pub async fn untag(client: &Client, reference: &Reference, apply: bool) -> Result<UntagOutcome, UntagError> {
-    let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
-    let repo = Reference {
-        tag: None,
-        digest: None,
-        ..reference.clone()
-    };
-    let target = client.manifest_head(&repo, &tag).await?;
-    let remaining_tags = other_tags(client, &repo, &tag, &target.digest).await?;
-    let mut outcome = UntagOutcome {
-        reference: reference.to_string(),
-        digest: target.digest.clone(),
-        remaining_tags,
-        method: None,
-        applied: false,
-    };
-    if !apply {
-        return Ok(outcome);
-    }
-    match client.manifest_delete(&repo, &tag).await {
-        Ok(_) => {
-            // A registry that accepted the DELETE by tag must not have taken the digest with it.
-            outcome.method = Some("delete-tag".into());
+/// What one run has learnt about a repository, so that untagging many of
+/// its tags costs one tag list and one HEAD per tag in all, not per tag
+/// untagged, and the delete support is probed once.
+#[derive(Default)]
+struct RepoState {
+    /// Every tag and its digest, read at the first untag in the repository
+    /// and kept up to date with this run's own untags.
+    tags: std::collections::BTreeMap<String, Digest>,
+    /// The registry refused a DELETE by tag here: go to the placeholder at once.
+    no_delete_by_tag: bool,
+    /// A DELETE by digest was probed and the registry accepts them.
+    deletes_by_digest: bool,
+    /// The placeholders' empty config and layer blob was pushed.
+    empty_blob: bool,
+}
+
+/// Untags tags one after another, remembering per repository what it has
+/// read (see [`RepoState`]). The other tags of a digest are as the
+/// repository was at its first untag in this run, less the tags this run
+/// removed (or, in a dry run, would remove): a tag pushed meanwhile by
+/// someone else is not seen.
+pub struct Untagger<'a> {
+    client: &'a Client,
+    repos: std::collections::HashMap<String, RepoState>,
+}
+
+impl<'a> Untagger<'a> {
+    pub fn new(client: &'a Client) -> Untagger<'a> {
+        Untagger {
+            client,
+            repos: Default::default(),
         }
-        Err(RegistryError::Unsupported { .. }) | Err(RegistryError::Status { status: 400, .. }) => {
-            // The tag is about to point at the placeholder: first make sure
-            // this registry deletes by digest at all, or the tag would be
-            // left on the placeholder. A DELETE of a digest the repository
-            // cannot hold answers 404 where deletes are enabled, 405 /
-            // `UNSUPPORTED` where they are not (distribution 2.x by default).
-            let placeholder = placeholder_manifest(&tag);
-            let probe = Digest::sha256_of(&[b"image-lifecycle untag probe ".as_slice(), &placeholder].concat());
-            match client.manifest_delete(&repo, &probe.to_string()).await {
-                Ok(_) => {}
-                Err(RegistryError::Unsupported {
-                    registry,
-                    status,
-                    detail,
-                    ..
-                }) => {
-                    return Err(UntagError::Registry(RegistryError::Unsupported {
+    }
+
+    /// Untags `reference` (which must have a tag and no digest); a dry run
+    /// unless `apply`.
+    pub async fn untag(&mut self, reference: &Reference, apply: bool) -> Result<UntagOutcome, UntagError> {
+        let client = self.client;
+        let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        let repo = Reference {
+            tag: None,
+            digest: None,
+            ..reference.clone()
+        };
+        let target = client.manifest_head(&repo, &tag).await?;
+        let state = match self.repos.entry(repo.name()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(RepoState {
+                tags: tag_digests(client, &repo).await?,
+                ..Default::default()
+            }),
+        };
+        // This tag as just read, whatever the list said.
+        state.tags.insert(tag.clone(), target.digest.clone());
+        let remaining_tags: Vec<String> = state
+            .tags
+            .iter()
+            .filter(|(t, d)| **t != tag && **d == target.digest)
+            .map(|(t, _)| t.clone())
+            .collect();
+        let mut outcome = UntagOutcome {
+            reference: reference.to_string(),
+            digest: target.digest.clone(),
+            remaining_tags,
+            method: None,
+            applied: false,
+        };
+        if !apply {
+            // As if removed, so that the dry run of several tags of one
+            // digest says what the run would leave, as the apply does.
+            state.tags.remove(&tag);
+            return Ok(outcome);
+        }
+        let by_tag = if state.no_delete_by_tag {
+            None
+        } else {
+            Some(client.manifest_delete(&repo, &tag).await)
+        };
+        match by_tag {
+            Some(Ok(_)) => {
+                // A registry that accepted the DELETE by tag must not have taken the digest with it.
+                outcome.method = Some("delete-tag".into());
+            }
+            None
+            | Some(Err(RegistryError::Unsupported { .. }))
+            | Some(Err(RegistryError::Status { status: 400, .. })) => {
+                state.no_delete_by_tag = true;
+                // The tag is about to point at the placeholder: first make sure
+                // this registry deletes by digest at all, or the tag would be
+                // left on the placeholder. A DELETE of a digest the repository
+                // cannot hold answers 404 where deletes are enabled, 405 /
+                // `UNSUPPORTED` where they are not (distribution 2.x by default).
+                let placeholder = placeholder_manifest(&tag);
+                let probe = Digest::sha256_of(&[b"image-lifecycle untag probe ".as_slice(), &placeholder].concat());
+                match if state.deletes_by_digest {
+                    Ok(Deleted::AlreadyGone)
+                } else {
+                    client.manifest_delete(&repo, &probe.to_string()).await
+                } {
+                    Ok(_) => state.deletes_by_digest = true,
+                    Err(RegistryError::Unsupported {
                         registry,
-                        operation: format!(
-                            "deleting manifests of `{}` by digest, which untagging needs",
-                            repo.name()
-                        ),
                         status,
                         detail,
-                    }));
+                        ..
+                    }) => {
+                        return Err(UntagError::Registry(RegistryError::Unsupported {
+                            registry,
+                            operation: format!(
+                                "deleting manifests of `{}` by digest, which untagging needs",
+                                repo.name()
+                            ),
+                            status,
+                            detail,
+                        }));
+                    }
+                    Err(e) => return Err(e.into()),
                 }
-                Err(e) => return Err(e.into()),
-            }
-            // What the tag points to, to put it back if the delete fails anyway.
-            let original = client.manifest_get(&repo, &target.digest.to_string()).await?;
-            client.blob_put(&repo, Bytes::from_static(EMPTY_JSON)).await?;
-            let d = client
-                .manifest_put(&repo, &tag, MEDIA_OCI_MANIFEST, placeholder)
-                .await?;
-            match client.manifest_delete(&repo, &d.to_string()).await {
-                Ok(Deleted::Deleted | Deleted::AlreadyGone) => {}
-                Err(delete) => {
-                    let restored = client
-                        .manifest_put(&repo, &tag, &original.media_type, original.body)
-                        .await;
-                    return Err(match restored {
-                        Ok(_) => UntagError::Restored {
-                            reference: reference.to_string(),
-                            placeholder: d,
-                            digest: target.digest,
-                            delete,
-                        },
-                        Err(restore) => UntagError::PlaceholderLeft {
-                            reference: reference.to_string(),
-                            placeholder: d,
-                            digest: target.digest,
-                            delete,
-                            restore,
-                        },
-                    });
+                // What the tag points to, to put it back if the delete fails anyway.
+                let original = client.manifest_get(&repo, &target.digest.to_string()).await?;
+                if !state.empty_blob {
+                    client.blob_put(&repo, Bytes::from_static(EMPTY_JSON)).await?;
+                    state.empty_blob = true;
                 }
+                let d = client
+                    .manifest_put(&repo, &tag, MEDIA_OCI_MANIFEST, placeholder)
+                    .await?;
+                match client.manifest_delete(&repo, &d.to_string()).await {
+                    Ok(Deleted::Deleted | Deleted::AlreadyGone) => {}
+                    Err(delete) => {
+                        let restored = client
+                            .manifest_put(&repo, &tag, &original.media_type, original.body)
+                            .await;
+                        return Err(match restored {
+                            Ok(_) => UntagError::Restored {
+                                reference: reference.to_string(),
+                                placeholder: d,
+                                digest: target.digest,
+                                delete,
+                            },
+                            Err(restore) => UntagError::PlaceholderLeft {
+                                reference: reference.to_string(),
+                                placeholder: d,
+                                digest: target.digest,
+                                delete,
+                                restore,
+                            },
+                        });
+                    }
+                }
+                outcome.method = Some("placeholder".into());
             }
-            outcome.method = Some("placeholder".into());
+            Some(Err(e)) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
+        state.tags.remove(&tag);
+        outcome.applied = true;
+        Ok(outcome)
     }
-    outcome.applied = true;
-    Ok(outcome)
 }
 
 /// A minimal OCI manifest unique to this tag and moment.
@@ -240,28 +309,28 @@ fn placeholder_manifest(tag: &str) -> Bytes {
     Bytes::from(serde_json::to_vec(&m).unwrap_or_default())
 }
 
-/// The tags other than `tag` that point to `digest`.
-async fn other_tags(
+/// Every tag of `repo` with the digest it points to (a tag deleted
+/// between the list and its HEAD is left out).
+async fn tag_digests(
     client: &Client,
     repo: &Reference,
-    tag: &str,
-    digest: &Digest,
-) -> Result<Vec<String>, RegistryError> {
-    let tags: Vec<String> = client.tag_list(repo).await?.into_iter().filter(|t| t != tag).collect();
+) -> Result<std::collections::BTreeMap<String, Digest>, RegistryError> {
+    let tags = client.tag_list(repo).await?;
     let concurrency = client.options().concurrency.max(1);
     let mut heads = futures::stream::iter(tags.into_iter().map(|t| async move {
         let d = client.manifest_head(repo, &t).await;
         (t, d)
     }))
     .buffer_unordered(concurrency);
-    let mut out = Vec::new();
+    let mut out = std::collections::BTreeMap::new();
     while let Some((t, d)) = heads.next().await {
         match d {
-            Ok(d) if &d.digest == digest => out.push(t),
-            Ok(_) | Err(RegistryError::NotFound { .. }) => {}
+            Ok(d) => {
+                out.insert(t, d.digest);
+            }
+            Err(RegistryError::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
     }
-    out.sort();
     Ok(out)
 }

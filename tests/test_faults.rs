@@ -777,6 +777,76 @@ fn manifest_digest(reg: &Registry, repo: &str, reference: &str) -> Option<String
         .then(|| r.headers()["docker-content-digest"].to_str().unwrap().to_string())
 }
 
+/// Untagging many tags of one repository reads its tag list once and each
+/// tag once, probes delete support once, and says in the dry run what the
+/// apply then does (the last of a digest's tags leaves it untagged).
+#[test]
+fn registry_untag_of_many_tags_reads_the_repository_once() {
+    let reg = Registry::start();
+    let shared = labelled(&revision("5555555"), "shared", "2026-01-25T01:01:33Z");
+    let d = push(&reg.repo("acme/web:5555555"), &shared);
+    for t in ["b1", "b2", "b3"] {
+        push(&reg.repo(&format!("acme/web:{t}")), &shared);
+    }
+    push(
+        &reg.repo("acme/web:6666666"),
+        &labelled(&revision("6666666"), "other", "2026-01-25T01:01:33Z"),
+    );
+    let faulty = Faulty::start(&reg.host, vec![]);
+    let names: Vec<String> = ["b1", "b2", "b3", "5555555"]
+        .iter()
+        .map(|t| format!("{}/acme/web:{t}", faulty.host()))
+        .collect();
+    let args: Vec<&str> = names.iter().map(String::as_str).collect();
+    let dry = run(&Env::new(), UNTAG, &args);
+    assert_eq!(dry.code, 0, "{}", dry.err);
+    let expected = |verb: &str| {
+        format!(
+            "{verb} {n0}{how}; `{d}` keeps tags: 5555555, b2, b3\n\
+             {verb} {n1}{how}; `{d}` keeps tags: 5555555, b3\n\
+             {verb} {n2}{how}; `{d}` keeps tags: 5555555\n\
+             {verb} {n3}{how}; `{d}` is left without tags: it no longer shows in tag lists, and the registry's \
+             collection of untagged manifests reclaims it (distribution 3: `garbage-collect --delete-untagged`)\n",
+            n0 = names[0],
+            n1 = names[1],
+            n2 = names[2],
+            n3 = names[3],
+            how = if verb == "untagged" {
+                " (re-pointed to a placeholder manifest, which was deleted)"
+            } else {
+                ""
+            },
+        )
+    };
+    assert_eq!(
+        dry.out,
+        expected("would untag") + "dry run: nothing changed; run again with --apply to remove these tags\n"
+    );
+    assert_eq!(faulty.count("GET", "/tags/list"), 1, "one tag list for the run");
+    // 4 tags named, 5 listed: one HEAD each.
+    assert_eq!(faulty.count("HEAD", "/manifests/"), 4 + 5);
+    assert_eq!(tags(&reg, "acme/web"), ["5555555", "6666666", "b1", "b2", "b3"]);
+
+    let before = faulty.server.requests().len();
+    let applied = run(&Env::new(), UNTAG, &[args.as_slice(), &["--apply"]].concat());
+    assert_eq!(applied.code, 0, "{}", applied.err);
+    assert_eq!(applied.out, expected("untagged"));
+    assert_eq!(tags(&reg, "acme/web"), ["6666666"]);
+    assert_eq!(manifest_digest(&reg, "acme/web", &d.to_string()), Some(d.to_string()));
+    let requests = &faulty.server.requests()[before..];
+    let count = |method: &str, path: &str| {
+        requests
+            .iter()
+            .filter(|r| r.method == method && r.path.contains(path))
+            .count()
+    };
+    assert_eq!(count("GET", "/tags/list"), 1);
+    // One DELETE by tag (refused by distribution 2.x), one probe, then one
+    // placeholder per tag.
+    assert_eq!(count("DELETE", "/manifests/"), 1 + 1 + 4, "{requests:?}");
+    assert_eq!(count("POST", "/blobs/uploads/"), 1, "the empty blob pushed once");
+}
+
 #[test]
 fn registry_untag_under_transient_faults_and_lost_answers_removes_only_the_tag() {
     let reg = registry_with_images();

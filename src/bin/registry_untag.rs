@@ -7,7 +7,7 @@ use clap::Parser;
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::reference::Reference;
 use image_lifecycle::registry::Client;
-use image_lifecycle::untag::untag;
+use image_lifecycle::untag::Untagger;
 
 /// Remove tags from a registry, keeping the digests they point to.
 ///
@@ -53,8 +53,9 @@ fn run(args: Args) -> Result<(), Failure> {
     let client = Client::new(args.registry.client_options())?;
     let rt = cli::runtime()?;
     let mut outcomes = Vec::new();
+    let mut untagger = Untagger::new(&client);
     for r in &refs {
-        let o = rt.block_on(untag(&client, r, args.apply)).map_err(|e| {
+        let o = rt.block_on(untagger.untag(r, args.apply)).map_err(|e| {
             let mut f = Failure::from_error(e.exit_code(), &e);
             f.hint = e.hint();
             f
