@@ -146,6 +146,30 @@ fn config_labels(config: &[u8]) -> Result<(Option<Labels>, Vec<String>), String>
     Ok((Some(out), warnings))
 }
 
+/// The metadata of an image from its config (`config_digest`) and its
+/// annotations (the fallback per label). A config that cannot be read
+/// leaves its labels unknown, not missing: one warning says so, instead of
+/// one "is missing" per label.
+fn image_metadata(config: &[u8], config_digest: &Digest, annotations: &BTreeMap<String, String>) -> ImageMetadata {
+    match config_labels(config) {
+        Ok((labels, label_warnings)) => {
+            let mut metadata = ImageMetadata::from_labels(labels.as_ref(), Some(annotations));
+            metadata.warnings.splice(0..0, label_warnings);
+            metadata
+        }
+        Err(e) => {
+            let mut metadata = ImageMetadata::from_labels(None, Some(annotations));
+            metadata.warnings.retain(|w| !w.ends_with(crate::metadata::MISSING));
+            metadata.warnings.insert(
+                0,
+                format!("config `{config_digest}` is not JSON that can be read ({e}); its labels are unknown"),
+            );
+            metadata.labels_unreadable = true;
+            metadata
+        }
+    }
+}
+
 fn parse_digest(registry: &str, s: &str) -> Result<Digest, RegistryError> {
     s.parse()
         .map_err(|e: crate::reference::ReferenceError| RegistryError::Invalid {
@@ -271,10 +295,6 @@ async fn describe_image(
         blobs.insert(parse_digest(registry, &l.digest)?, l.size.max(0) as u64);
     }
     let config = client.blob_get(repo, &config_digest, CONFIG_LIMIT).await?;
-    let (labels, label_warnings, unreadable) = match config_labels(&config) {
-        Ok((labels, warnings)) => (labels, warnings, None),
-        Err(e) => (None, Vec::new(), Some(e)),
-    };
     let mut annotations: BTreeMap<String, String> = img
         .annotations
         .clone()
@@ -285,15 +305,7 @@ async fn describe_image(
             annotations.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
-    let mut metadata = ImageMetadata::from_labels(labels.as_ref(), Some(&annotations));
-    metadata.warnings.splice(0..0, label_warnings);
-    if let Some(e) = unreadable {
-        metadata.warnings.insert(
-            0,
-            format!("config `{config_digest}` is not JSON that can be read ({e}); its labels are unknown"),
-        );
-        metadata.labels_unreadable = true;
-    }
+    let metadata = image_metadata(&config, &config_digest, &annotations);
     Ok(ImageEntry {
         digest: manifest.digest.clone(),
         media_type: manifest.media_type.clone(),
@@ -328,6 +340,22 @@ mod tests {
         let e = config_labels(br#"{"config":{"Labels":{"a":"\udc9b"}}}"#).unwrap_err();
         assert!(e.contains("surrogate"), "{e}");
         assert!(config_labels(b"not json").is_err());
+    }
+
+    #[test]
+    fn an_unreadable_config_leaves_labels_unknown_not_missing() {
+        let d = Digest::sha256_of(b"x");
+        let annotations = BTreeMap::from([("org.opencontainers.image.revision".to_string(), "abc".to_string())]);
+        let m = image_metadata(br#"{"config":{"Labels":{"a":"\udc9b"}}}"#, &d, &annotations);
+        assert!(m.labels_unreadable);
+        assert_eq!(m.revision.as_deref(), Some("abc"), "annotations still count");
+        assert_eq!(m.warnings.len(), 1, "{:?}", m.warnings);
+        assert!(m.warnings[0].contains("its labels are unknown"), "{:?}", m.warnings);
+        // A readable config without the labels: missing, one warning each.
+        let m = image_metadata(br#"{"config":{}}"#, &d, &BTreeMap::new());
+        assert!(!m.labels_unreadable);
+        assert_eq!(m.warnings.len(), 4, "{:?}", m.warnings);
+        assert!(m.warnings.iter().all(|w| w.ends_with(crate::metadata::MISSING)));
     }
 
     use super::*;

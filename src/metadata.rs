@@ -12,6 +12,9 @@ pub const LABEL_DESCRIPTION: &str = "org.opencontainers.image.description";
 pub const LABEL_CREATED: &str = "org.opencontainers.image.created";
 pub const LABEL_SOURCE: &str = "org.opencontainers.image.source";
 
+/// How a warning about a missing label ends.
+pub const MISSING: &str = " is missing";
+
 /// The four CI labels every image should carry.
 pub const CI_LABELS: [&str; 4] = [LABEL_REVISION, LABEL_DESCRIPTION, LABEL_CREATED, LABEL_SOURCE];
 
@@ -65,11 +68,11 @@ impl ImageMetadata {
             (LABEL_SOURCE, &meta.source),
         ] {
             if value.is_none() {
-                meta.warnings.push(format!("label `{key}` is missing"));
+                meta.warnings.push(format!("label `{key}`{MISSING}"));
             }
         }
         match get(LABEL_CREATED) {
-            None => meta.warnings.push(format!("label `{LABEL_CREATED}` is missing")),
+            None => meta.warnings.push(format!("label `{LABEL_CREATED}`{MISSING}")),
             Some(raw) => match normalize_created(&raw) {
                 Created::Rfc3339(t) => meta.created = Some(format_utc(t)),
                 Created::Legacy(t) => {

@@ -160,6 +160,36 @@ impl<'a> Untagger<'a> {
         }
     }
 
+    /// Checks that the tag of `reference` exists, before any is untagged:
+    /// reads the repository's tags (once per run); a tag not among them is
+    /// asked for, so that a missing one fails with the registry's own
+    /// answer (exit 3) and a list that lags behind is not taken for it.
+    pub async fn check(&mut self, reference: &Reference) -> Result<(), UntagError> {
+        let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
+        let repo = Reference {
+            tag: None,
+            digest: None,
+            ..reference.clone()
+        };
+        let state = self.state(&repo).await?;
+        if !state.tags.contains_key(&tag) {
+            let found = self.client.manifest_head(&repo, &tag).await?;
+            self.state(&repo).await?.tags.insert(tag, found.digest);
+        }
+        Ok(())
+    }
+
+    /// What this run knows of `repo`, read at the first call.
+    async fn state(&mut self, repo: &Reference) -> Result<&mut RepoState, RegistryError> {
+        Ok(match self.repos.entry(repo.name()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(RepoState {
+                tags: tag_digests(self.client, repo).await?,
+                ..Default::default()
+            }),
+        })
+    }
+
     /// Untags `reference` (which must have a tag and no digest); a dry run
     /// unless `apply`.
     pub async fn untag(&mut self, reference: &Reference, apply: bool) -> Result<UntagOutcome, UntagError> {
@@ -171,13 +201,7 @@ impl<'a> Untagger<'a> {
             ..reference.clone()
         };
         let target = client.manifest_head(&repo, &tag).await?;
-        let state = match self.repos.entry(repo.name()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(RepoState {
-                tags: tag_digests(client, &repo).await?,
-                ..Default::default()
-            }),
-        };
+        let state = self.state(&repo).await?;
         // This tag as just read, whatever the list said.
         state.tags.insert(tag.clone(), target.digest.clone());
         let remaining_tags: Vec<String> = state

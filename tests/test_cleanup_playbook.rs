@@ -695,9 +695,19 @@ fn a_registry_with_auth_is_checked_with_the_probe_credentials() {
     assert!(!out.contains("cannot check that it is read-only"), "{out}");
     assert!(out.contains("blobs marked, "), "{out}");
     assert!(!out.contains(AUTH_PASSWORD), "{out}");
+
+    // Credentials the registry refuses: the play cannot check, and stops.
+    let config_before = read(&reg.config());
+    vars["cleanup_registry_probe_password"] = json!("not-the-password");
+    let o = w.playbook(&["dev", "prod"], &vars);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("refused the upload of"), "{out}");
+    assert!(!out.contains("blobs marked"), "{out}");
+    assert_eq!(read(&reg.config()), config_before, "the configuration is put back");
     assert_eq!(
         read(&reg.dir.path().join("starts")),
-        "writable\nwritable\nreadonly\nwritable\nreadonly\nwritable\n",
+        "writable\nwritable\nreadonly\nwritable\nreadonly\nwritable\nreadonly\nwritable\n",
         "collected read-only twice, restored each time"
     );
     assert_eq!(reg.open_uploads(), Vec::<PathBuf>::new());

@@ -7,7 +7,7 @@ use clap::Parser;
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::reference::Reference;
 use image_lifecycle::registry::Client;
-use image_lifecycle::untag::Untagger;
+use image_lifecycle::untag::{UntagError, Untagger};
 
 /// Remove tags from a registry, keeping the digests they point to.
 ///
@@ -48,18 +48,22 @@ fn run(args: Args) -> Result<(), Failure> {
             return Err(Failure::usage(format!("`{t}` is not REGISTRY/REPO:TAG"))
                 .with_hint("name tags only; to delete a digest use registry_cleanup"));
         }
-        refs.push(r);
+        // A tag named twice is untagged once: the second time it would be
+        // gone, and the dry run could not say so.
+        if !refs.contains(&r) {
+            refs.push(r);
+        }
     }
     let client = Client::new(args.registry.client_options())?;
     let rt = cli::runtime()?;
     let mut outcomes = Vec::new();
     let mut untagger = Untagger::new(&client);
+    // Every tag must exist before any is touched (or any line printed).
     for r in &refs {
-        let o = rt.block_on(untagger.untag(r, args.apply)).map_err(|e| {
-            let mut f = Failure::from_error(e.exit_code(), &e);
-            f.hint = e.hint();
-            f
-        })?;
+        rt.block_on(untagger.check(r)).map_err(failure)?;
+    }
+    for r in &refs {
+        let o = rt.block_on(untagger.untag(r, args.apply)).map_err(failure)?;
         if !args.json {
             cli::print_stdout(&format!("{}\n", o.render()))?;
         }
@@ -73,4 +77,10 @@ fn run(args: Args) -> Result<(), Failure> {
         cli::print_stdout("dry run: nothing changed; run again with --apply to remove these tags\n")?;
     }
     Ok(())
+}
+
+fn failure(e: UntagError) -> Failure {
+    let mut f = Failure::from_error(e.exit_code(), &e);
+    f.hint = e.hint();
+    f
 }

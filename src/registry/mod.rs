@@ -47,6 +47,20 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 const MANIFEST_LIMIT: usize = 4 << 20;
 /// Largest config blob read for labels.
 pub const CONFIG_LIMIT: usize = 16 << 20;
+/// Whether a name from a tag list may be used as a tag: the characters of
+/// the OCI tag grammar, `[A-Za-z0-9_][A-Za-z0-9._-]*`, safe in a request
+/// path and on a terminal. Longer than the grammar's 128 is accepted (ECR
+/// allows 300), up to 1024.
+fn listable_tag(t: &str) -> bool {
+    let b = t.as_bytes();
+    !b.is_empty()
+        && b.len() <= 1024
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 /// Largest list page (tags or catalog) accepted.
 const LIST_LIMIT: usize = 32 << 20;
 
@@ -555,16 +569,17 @@ impl Client {
             let page: Page =
                 serde_json::from_slice(&ans.body).map_err(|e| self.invalid(&repo.registry, "tag list", e))?;
             let tags = page.tags.unwrap_or_default();
-            // A name outside the grammar cannot come from a registry that
-            // checks pushes; it would reach terminals and request paths
-            // (`../`), so the list is refused rather than shown in part.
-            if let Some(bad) = tags.iter().find(|t| t.parse::<crate::reference::Tag>().is_err()) {
+            // A name outside the tag characters cannot come from a registry
+            // that checks pushes; it would reach terminals and request paths
+            // (`../`), and leaving it out would make its digest look
+            // untagged to the cleanup, so the list is refused.
+            if let Some(bad) = tags.iter().find(|t| !listable_tag(t)) {
                 let shown: String = bad.chars().take(140).flat_map(char::escape_debug).collect();
                 return Err(self.invalid(
                     &repo.registry,
                     "tag list",
                     format!(
-                        "`{}` lists `{shown}`, which is not a tag ([A-Za-z0-9_][A-Za-z0-9._-]{{0,127}})",
+                        "`{}` lists `{shown}`, which is not a tag ([A-Za-z0-9_][A-Za-z0-9._-]*)",
                         repo.name()
                     ),
                 ));
@@ -1214,6 +1229,28 @@ fn mismatch(registry: &str, what: String, expected: &Digest, actual: &dyn std::f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listable_tags() {
+        for ok in ["v1", "_x", "1.2.3-rc_1", "a..b", &"a".repeat(300)] {
+            assert!(listable_tag(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "-x",
+            ".x",
+            "a/b",
+            "a:b",
+            "a b",
+            "a\u{1b}[31m",
+            "é",
+            &"a".repeat(1025),
+        ] {
+            assert!(!listable_tag(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn retry_after_forms() {
