@@ -10,6 +10,9 @@
 //! shows in any tag list, and the registry's collection of untagged
 //! manifests reclaims it (distribution 3: `garbage-collect --delete-untagged`).
 
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
@@ -133,7 +136,7 @@ impl UntagError {
 struct RepoState {
     /// Every tag and its digest, read at the first untag in the repository
     /// and kept up to date with this run's own untags.
-    tags: std::collections::BTreeMap<String, Digest>,
+    tags: BTreeMap<String, Digest>,
     /// The registry refused a DELETE by tag here: go to the placeholder at once.
     no_delete_by_tag: bool,
     /// A DELETE by digest was probed and the registry accepts them.
@@ -149,7 +152,7 @@ struct RepoState {
 /// someone else is not seen.
 pub struct Untagger<'a> {
     client: &'a Client,
-    repos: std::collections::HashMap<String, RepoState>,
+    repos: HashMap<String, RepoState>,
 }
 
 impl<'a> Untagger<'a> {
@@ -182,8 +185,8 @@ impl<'a> Untagger<'a> {
     /// What this run knows of `repo`, read at the first call.
     async fn state(&mut self, repo: &Reference) -> Result<&mut RepoState, RegistryError> {
         Ok(match self.repos.entry(repo.name()) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(RepoState {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(RepoState {
                 tags: tag_digests(self.client, repo).await?,
                 ..Default::default()
             }),
@@ -335,10 +338,7 @@ fn placeholder_manifest(tag: &str) -> Bytes {
 
 /// Every tag of `repo` with the digest it points to (a tag deleted
 /// between the list and its HEAD is left out).
-async fn tag_digests(
-    client: &Client,
-    repo: &Reference,
-) -> Result<std::collections::BTreeMap<String, Digest>, RegistryError> {
+async fn tag_digests(client: &Client, repo: &Reference) -> Result<BTreeMap<String, Digest>, RegistryError> {
     let tags = client.tag_list(repo).await?;
     let concurrency = client.options().concurrency.max(1);
     let mut heads = futures::stream::iter(tags.into_iter().map(|t| async move {
@@ -346,7 +346,7 @@ async fn tag_digests(
         (t, d)
     }))
     .buffer_unordered(concurrency);
-    let mut out = std::collections::BTreeMap::new();
+    let mut out = BTreeMap::new();
     while let Some((t, d)) = heads.next().await {
         match d {
             Ok(d) => {
