@@ -699,3 +699,43 @@ fn the_progress_bar_is_drawn_on_a_terminal_and_only_there() {
         piped.2
     );
 }
+
+/// Two manifests that share their config (they differ only in an
+/// annotation) read it once, even when both are read at the same time.
+#[test]
+fn a_config_shared_by_two_manifests_is_fetched_once() {
+    let reg = Registry::start();
+    let mut first = spec("5a5a5a5", "shared config", "2026-01-25T01:01:33Z");
+    first.annotations.insert("vnd.example.build".into(), "1".into());
+    let mut second = first.clone();
+    second.annotations.insert("vnd.example.build".into(), "2".into());
+    let d1 = push(&format!("{}:5a5a5a5", reg.repo("acme/web")), &first);
+    let d2 = push(&format!("{}:rebuilt", reg.repo("acme/web")), &second);
+    assert_ne!(d1, d2);
+    // Blob GETs answered slowly, so that both tags reach their config while
+    // the first GET of it is still running.
+    let slow = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(|req: &Req| {
+            if req.method == "GET" && req.path.contains("/blobs/") {
+                Action::Delay(std::time::Duration::from_millis(300))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let j = json_run(&Env::new(), &["dev", &format!("{}/acme/web", slow.host)]);
+    let descriptions: Vec<&str> = j["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["description"].as_str().unwrap())
+        .collect();
+    assert_eq!(descriptions, ["shared config", "shared config"]);
+    let blob_gets = slow
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
+        .count();
+    assert_eq!(blob_gets, 1, "{:?}", slow.requests());
+}

@@ -19,7 +19,7 @@ pub mod cache;
 pub mod error;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -146,6 +146,11 @@ pub struct Client {
     credentials: Mutex<HashMap<String, Credential>>,
     schemes: Mutex<HashMap<String, Scheme>>,
     tokens: Mutex<TokenCache>,
+    /// One lock per blob being fetched (`repo@digest`), while the cache is
+    /// on: a second task asking for the same blob, e.g. a config shared by
+    /// two manifests, waits and then reads it from the cache instead of
+    /// fetching it again.
+    fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Client {
@@ -170,6 +175,7 @@ impl Client {
             credentials: Mutex::new(HashMap::new()),
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(TokenCache::default()),
+            fetching: Mutex::new(HashMap::new()),
         })
     }
 
@@ -475,6 +481,34 @@ impl Client {
         if let Some(e) = self.cached(repo, cache::Kind::Blob, digest) {
             return Ok(e.body);
         }
+        let key = format!("{}@{digest}", repo.name());
+        let gate = self.cache.is_some().then(|| {
+            self.fetching
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key.clone())
+                .or_default()
+                .clone()
+        });
+        let _turn = match &gate {
+            Some(g) => Some(g.lock().await),
+            None => None,
+        };
+        if gate.is_some()
+            && let Some(e) = self.cached(repo, cache::Kind::Blob, digest)
+        {
+            return Ok(e.body);
+        }
+        let fetched = self.blob_fetch(repo, digest, limit).await;
+        if gate.is_some() {
+            // Whoever comes later finds the blob in the cache (or fetches
+            // it again after a failure).
+            self.fetching.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
+        }
+        fetched
+    }
+
+    async fn blob_fetch(&self, repo: &Reference, digest: &Digest, limit: usize) -> Result<Bytes, RegistryError> {
         let path = format!("/v2/{}/blobs/{}", repo.repository, digest);
         let ans = self
             .request(&repo.registry, &pull_scope(repo), Method::GET, &path, None, None, limit)
