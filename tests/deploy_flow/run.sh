@@ -209,20 +209,38 @@ override "deploy_app_command: [sh, -c, 'echo runtime-exploded >&2; exit 3']"
 run fail-runtime "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "runtime-exploded" && in_log "are unchanged"; }; verdict "a failing runtime fails the deploy with its reason"
 check "a failing runtime leaves deploy-info.yml and its history byte-identical" unchanged
+check "a runtime that fails going back too says the host may run neither" in_log "failed too"
 
+web2_runs=$(wc -l <"$(app_dir test-web2)/runs.log")
 override "deploy_app_healthcheck_command: [sh, -c, 'echo not-healthy >&2; exit 1']"
 run fail-health-cmd "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "not-healthy"; }; verdict "a failing health check command fails the deploy"
 check "a failing health check command leaves deploy-info byte-identical" unchanged
+{ in_log "went back to $image@$D3, which deploy-info.yml records" \
+    && grep -qxF "IMAGE=$image@$D3" "$(app_dir test-web1)/.env" \
+    && grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image"; }
+verdict "a failed deploy goes back to the recorded digest (.env and the runtime)"
+check "hosts are deployed one at a time: the failure on the first leaves the second untouched" \
+    [ "$(wc -l <"$(app_dir test-web2)/runs.log")" -eq "$web2_runs" ]
 
 override "deploy_app_healthcheck_url: http://127.0.0.1:$closed_port/healthz"
 run fail-health-url "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "Wait until the health check URL answers"; }; verdict "a health check URL that never answers fails the deploy"
 check "a failing health check URL leaves deploy-info byte-identical" unchanged
 
-# Restore the running image (the failed attempts left T2 in .env), then check arch.
 no_override
 run restore "$task" deploy -- test "$repo" "$T3"
+check "after the failed deploys the hosts run the recorded digest again (no change)" no_change_recap
+
+override "deploy_app_healthcheck_command: [sh, -c, 'exit 1']
+deploy_app_revert_on_failure: false"
+run fail-no-revert "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "did not go back (deploy_app_revert_on_failure is false)" && unchanged \
+    && grep -qxF "IMAGE=$image@$D2" "$(app_dir test-web1)/.env"; }
+verdict "with deploy_app_revert_on_failure false a failed deploy says so and leaves the attempted IMAGE"
+no_override
+run restore-again "$task" deploy -- test "$repo" "$T3"
+check "a deploy of the recorded digest puts it back in place" grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image"
 snapshot
 env_before=$(cat "$(app_dir test-web1)/.env")
 override "deploy_app_module_arch: aarch64"
@@ -230,6 +248,13 @@ run arch "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "architecture mismatch" && in_log "built for aarch64"; }; verdict "an architecture mismatch fails with a clear message"
 { unchanged && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]; }; verdict "an architecture mismatch changes nothing on the host"
 no_override
+
+# --- the compose environment keeps its other lines, private --------------------
+printf 'DB_PASSWORD=hunter2-SECRET\n' >>"$(app_dir test-web1)/.env"
+run diff-env "$task" deploy -- test "$repo" "$T1" --diff
+{ [ "$rc" -eq 0 ] && ! in_log "hunter2-SECRET" && grep -qxF "DB_PASSWORD=hunter2-SECRET" "$(app_dir test-web1)/.env"; }
+verdict "a deploy with --diff keeps the other lines of .env and never shows them"
+check "the compose environment file is private (0600)" [ "$(stat -c %a "$(app_dir test-web1)/.env")" = 600 ]
 
 # --- the deploy playbook makes no registry request ------------------------------
 run resolve "$task" resolve -- test "$repo" "$T2"
@@ -329,6 +354,7 @@ cat >"$tmp/fake-docker" <<'EOF'
 #!/bin/sh
 # Stand-in for `docker compose`: records its argv and the IMAGE it was given,
 # says what compose says: Started the first time for an image, Running after.
+if [ "$2" = version ]; then echo "Docker Compose version v2.29.0 (stand-in)"; exit 0; fi
 printf '%s\n' "$*" >>compose-calls.log
 image=$(sed -n 's/^IMAGE=//p' .env)
 if [ "$(cat compose-image 2>/dev/null)" = "$image" ]; then
