@@ -556,9 +556,11 @@ impl Drop for Supervised {
     }
 }
 
-#[test]
-fn garbage_collection_runs_read_only_and_restores_the_registry() {
-    let reg = Supervised::start();
+/// The garbage-collection setup the tests below share: v1…v4 pushed to
+/// `reg`, workspaces dev (web1 runs v3) and prod (web2 runs v4), and the
+/// playbook variables for an apply with garbage collection on `localhost`,
+/// restarting the registry with `restart`.
+fn gc_setup(reg: &Supervised, restart: Vec<String>) -> (Workdir, BTreeMap<&'static str, Digest>, Value) {
     let d = push_images(&reg.host);
     let w = Workdir::new(POLICY);
     let image = format!("{}/acme/web", reg.host);
@@ -566,17 +568,22 @@ fn garbage_collection_runs_read_only_and_restores_the_registry() {
     w.inventory("prod", &[("web2", Host::Local)]);
     w.deploy("web1", "dev", &image, &[&d["v3"]]);
     w.deploy("web2", "prod", &image, &[&d["v4"]]);
+    let vars = json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
+                      "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
+                      "cleanup_registry_config": reg.config(),
+                      "cleanup_registry_command": [registry_binary()],
+                      "cleanup_registry_restart_command": restart});
+    (w, d, vars)
+}
+
+#[test]
+fn garbage_collection_runs_read_only_and_restores_the_registry() {
+    let reg = Supervised::start();
+    let (w, d, vars) = gc_setup(&reg, reg.restart_command());
     let config_before = read(&reg.config());
     let storage_before = reg.storage_bytes();
 
-    let o = w.playbook(
-        &["dev", "prod"],
-        &json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
-                "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
-                "cleanup_registry_config": reg.config(),
-                "cleanup_registry_command": [registry_binary()],
-                "cleanup_registry_restart_command": reg.restart_command()}),
-    );
+    let o = w.playbook(&["dev", "prod"], &vars);
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("result: 2 digests deleted"), "{out}");
@@ -613,25 +620,12 @@ fn garbage_collection_runs_read_only_and_restores_the_registry() {
 #[test]
 fn a_registry_still_writable_after_the_restart_is_not_collected() {
     let reg = Supervised::start();
-    let d = push_images(&reg.host);
-    let w = Workdir::new(POLICY);
-    let image = format!("{}/acme/web", reg.host);
-    w.inventory("dev", &[("web1", Host::Local)]);
-    w.inventory("prod", &[("web2", Host::Local)]);
-    w.deploy("web1", "dev", &image, &[&d["v3"]]);
-    w.deploy("web2", "prod", &image, &[&d["v4"]]);
-    let config_before = read(&reg.config());
-
     // A "restart" that restarts nothing: the registry keeps its writable
     // configuration, as when the unit reads another file than the one given.
-    let o = w.playbook(
-        &["dev", "prod"],
-        &json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
-                "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
-                "cleanup_registry_config": reg.config(),
-                "cleanup_registry_command": [registry_binary()],
-                "cleanup_registry_restart_command": ["true"]}),
-    );
+    let (w, _, vars) = gc_setup(&reg, vec!["true".into()]);
+    let config_before = read(&reg.config());
+
+    let o = w.playbook(&["dev", "prod"], &vars);
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
@@ -652,9 +646,8 @@ fn a_registry_still_writable_after_the_restart_is_not_collected() {
 #[test]
 fn a_registry_with_auth_is_checked_with_the_probe_credentials() {
     let reg = Supervised::start();
-    let d = push_images(&reg.host);
+    let (w, _, vars) = gc_setup(&reg, reg.restart_command());
     reg.require_auth();
-    let w = Workdir::new(POLICY);
     // registry_cleanup reads its credentials from the Docker config.
     use base64::Engine;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{AUTH_USER}:{AUTH_PASSWORD}"));
@@ -664,16 +657,6 @@ fn a_registry_with_auth_is_checked_with_the_probe_credentials() {
         json!({"auths": {reg.host.clone(): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    let image = format!("{}/acme/web", reg.host);
-    w.inventory("dev", &[("web1", Host::Local)]);
-    w.inventory("prod", &[("web2", Host::Local)]);
-    w.deploy("web1", "dev", &image, &[&d["v3"]]);
-    w.deploy("web2", "prod", &image, &[&d["v4"]]);
-    let vars = json!({"cleanup_registry": reg.host, "cleanup_apply": true, "cleanup_garbage_collect": true,
-                      "cleanup_registry_host": "localhost", "cleanup_registry_become": false,
-                      "cleanup_registry_config": reg.config(),
-                      "cleanup_registry_command": [registry_binary()],
-                      "cleanup_registry_restart_command": reg.restart_command()});
 
     // Without probe credentials: the check cannot tell, says so, and the
     // collection runs on the strength of the restart.

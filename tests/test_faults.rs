@@ -152,8 +152,12 @@ impl Faulty {
 
     /// Requests received whose method is `method` and path contains `path`.
     fn count(&self, method: &str, path: &str) -> usize {
-        self.server
-            .requests()
+        self.count_since(0, method, path)
+    }
+
+    /// The same, among the requests after the first `before`.
+    fn count_since(&self, before: usize, method: &str, path: &str) -> usize {
+        self.server.requests()[before..]
             .iter()
             .filter(|r| (method == "*" || r.method == method) && r.path.contains(path))
             .count()
@@ -832,13 +836,7 @@ fn registry_untag_of_many_tags_reads_the_repository_once() {
         dry.out,
         expected("would untag") + "dry run: nothing changed; run again with --apply to remove these tags\n"
     );
-    let requests = &faulty.server.requests()[before..];
-    let count = |method: &str, path: &str| {
-        requests
-            .iter()
-            .filter(|r| r.method == method && r.path.contains(path))
-            .count()
-    };
+    let count = |method: &str, path: &str| faulty.count_since(before, method, path);
     assert_eq!(count("GET", "/tags/list"), 1, "one tag list for the run");
     // 5 listed, then the 4 named as they are untagged: one HEAD each.
     assert_eq!(count("HEAD", "/manifests/"), 5 + 4);
@@ -852,17 +850,16 @@ fn registry_untag_of_many_tags_reads_the_repository_once() {
     assert_eq!(applied.out, expected("untagged"));
     assert_eq!(tags(&reg, "acme/web"), ["6666666"]);
     assert_eq!(manifest_digest(&reg, "acme/web", &d.to_string()), Some(d.to_string()));
-    let requests = &faulty.server.requests()[before..];
-    let count = |method: &str, path: &str| {
-        requests
-            .iter()
-            .filter(|r| r.method == method && r.path.contains(path))
-            .count()
-    };
+    let count = |method: &str, path: &str| faulty.count_since(before, method, path);
     assert_eq!(count("GET", "/tags/list"), 1);
     // One DELETE by tag (refused by distribution 2.x), one probe, then one
     // placeholder per tag.
-    assert_eq!(count("DELETE", "/manifests/"), 1 + 1 + 4, "{requests:?}");
+    assert_eq!(
+        count("DELETE", "/manifests/"),
+        1 + 1 + 4,
+        "{:?}",
+        &faulty.server.requests()[before..]
+    );
     assert_eq!(count("POST", "/blobs/uploads/"), 1, "the empty blob pushed once");
 }
 

@@ -47,6 +47,25 @@ pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
 const MANIFEST_LIMIT: usize = 4 << 20;
 /// Largest config blob read for labels.
 pub const CONFIG_LIMIT: usize = 16 << 20;
+/// The task fetching a blob others wait for (see [`Client::blob_get`]):
+/// when it is done, or dropped half-way, its entry is removed (unless
+/// another has taken its place), then the blob's lock is released.
+struct Leader<'a> {
+    client: &'a Client,
+    key: String,
+    gate: Arc<tokio::sync::Mutex<()>>,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        let mut fetching = self.client.fetching.lock().unwrap_or_else(|e| e.into_inner());
+        if fetching.get(&self.key).is_some_and(|g| Arc::ptr_eq(g, &self.gate)) {
+            fetching.remove(&self.key);
+        }
+    }
+}
+
 /// Whether a name from a tag list may be used as a tag: the characters of
 /// the OCI tag grammar, `[A-Za-z0-9_][A-Za-z0-9._-]*`, safe in a request
 /// path and on a terminal. Longer than the grammar's 128 is accepted (ECR
@@ -481,31 +500,38 @@ impl Client {
         if let Some(e) = self.cached(repo, cache::Kind::Blob, digest) {
             return Ok(e.body);
         }
-        let key = format!("{}@{digest}", repo.name());
-        let gate = self.cache.is_some().then(|| {
-            self.fetching
+        // The first task to ask fetches (the leader, holding the blob's
+        // lock); the others wait for it to finish, then read the cache, and
+        // fetch themselves, side by side, only if the leader failed.
+        if self.cache.is_some() {
+            let key = format!("{}@{digest}", repo.name());
+            let gate = self
+                .fetching
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(key.clone())
                 .or_default()
-                .clone()
-        });
-        let _turn = match &gate {
-            Some(g) => Some(g.lock().await),
-            None => None,
-        };
-        if gate.is_some()
-            && let Some(e) = self.cached(repo, cache::Kind::Blob, digest)
-        {
-            return Ok(e.body);
+                .clone();
+            if let Ok(turn) = gate.clone().try_lock_owned() {
+                let _leader = Leader {
+                    client: self,
+                    key,
+                    gate,
+                    _turn: turn,
+                };
+                // A leader that has just finished may have let go between
+                // the check above and this lock.
+                if let Some(e) = self.cached(repo, cache::Kind::Blob, digest) {
+                    return Ok(e.body);
+                }
+                return self.blob_fetch(repo, digest, limit).await;
+            }
+            drop(gate.lock().await);
+            if let Some(e) = self.cached(repo, cache::Kind::Blob, digest) {
+                return Ok(e.body);
+            }
         }
-        let fetched = self.blob_fetch(repo, digest, limit).await;
-        if gate.is_some() {
-            // Whoever comes later finds the blob in the cache (or fetches
-            // it again after a failure).
-            self.fetching.lock().unwrap_or_else(|e| e.into_inner()).remove(&key);
-        }
-        fetched
+        self.blob_fetch(repo, digest, limit).await
     }
 
     async fn blob_fetch(&self, repo: &Reference, digest: &Digest, limit: usize) -> Result<Bytes, RegistryError> {

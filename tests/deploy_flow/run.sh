@@ -210,6 +210,8 @@ run fail-runtime "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "runtime-exploded" && in_log "are unchanged"; }; verdict "a failing runtime fails the deploy with its reason"
 check "a failing runtime leaves deploy-info.yml and its history byte-identical" unchanged
 check "a runtime that fails going back too says the host may run neither" in_log "failed too"
+check "a failed revert leaves IMAGE on the attempted digest, so that deploying again runs the runtime" \
+    grep -qxF "IMAGE=$image@$D2" "$(app_dir test-web1)/.env"
 
 web2_runs=$(wc -l <"$(app_dir test-web2)/runs.log")
 override "deploy_app_healthcheck_command: [sh, -c, 'echo not-healthy >&2; exit 1']"
@@ -241,6 +243,17 @@ verdict "with deploy_app_revert_on_failure false a failed deploy says so and lea
 no_override
 run restore-again "$task" deploy -- test "$repo" "$T3"
 check "a deploy of the recorded digest puts it back in place" grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image"
+
+# Two hosts in one batch, the first failing: it goes back, the other finishes and records.
+mkdir -p "$tmp/inventories/test/host_vars"
+printf -- "---\ndeploy_app_healthcheck_command: [sh, -c, 'exit 1']\n" >"$tmp/inventories/test/host_vars/test-web1.yml"
+run fail-one-of-batch "$task" deploy -- test "$repo" "$T2" -e deploy_serial=2
+{ [ "$rc" -ne 0 ] && [ "$(field "$(info test-web1)" digest)" = "$D3" ] && grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image" \
+    && [ "$(field "$(info test-web2)" digest)" = "$D2" ] && grep -qxF "$image@$D2" "$(app_dir test-web2)/running-image"; }
+verdict "in a batch of two, the failed host goes back and the other records what it runs"
+rm -f "$tmp/inventories/test/host_vars/test-web1.yml"
+run restore-batch "$task" deploy -- test "$repo" "$T3"
+check "both hosts run the same digest again" both_digest "$D3"
 snapshot
 env_before=$(cat "$(app_dir test-web1)/.env")
 override "deploy_app_module_arch: aarch64"
@@ -254,7 +267,11 @@ printf 'DB_PASSWORD=hunter2-SECRET\n' >>"$(app_dir test-web1)/.env"
 run diff-env "$task" deploy -- test "$repo" "$T1" --diff
 { [ "$rc" -eq 0 ] && ! in_log "hunter2-SECRET" && grep -qxF "DB_PASSWORD=hunter2-SECRET" "$(app_dir test-web1)/.env"; }
 verdict "a deploy with --diff keeps the other lines of .env and never shows them"
-check "the compose environment file is private (0600)" [ "$(stat -c %a "$(app_dir test-web1)/.env")" = 600 ]
+check "the compose environment file is created private (0600)" [ "$(stat -c %a "$(app_dir test-web1)/.env")" = 600 ]
+chmod 0640 "$(app_dir test-web1)/.env"
+run env-mode "$task" deploy -- test "$repo" "$T1"
+{ [ "$rc" -eq 0 ] && no_change_recap && [ "$(stat -c %a "$(app_dir test-web1)/.env")" = 640 ]; }
+verdict "an existing compose environment file keeps its mode (and a redeploy changes nothing)"
 
 # --- the deploy playbook makes no registry request ------------------------------
 run resolve "$task" resolve -- test "$repo" "$T2"
@@ -379,6 +396,22 @@ check "the compose runtime runs 'compose --file compose.yml --env-file .env up -
 check "the compose file is copied into the app directory" cmp -s "$tmp/compose.yml" "$(app_dir test-web2)/compose.yml"
 run compose-again "$task" deploy -- test "$repo" "$T1"
 { [ "$rc" -eq 0 ] && no_change_recap; }; verdict "a compose redeploy of the same digest reports no change"
+
+# Compose v1 has no `up --wait`: refused before the host is touched.
+printf '%s\n' '#!/bin/sh' \
+    'if [ "$1" = version ]; then echo "docker-compose version 1.29.2, build 5becea4c"; exit 0; fi' \
+    'echo "No such option: --wait" >&2; exit 2' >"$tmp/fake-compose-v1"
+chmod +x "$tmp/fake-compose-v1"
+snapshot
+env_before=$(cat "$(app_dir test-web1)/.env")
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-compose-v1']
+deploy_app_compose_src: $tmp/compose.yml
+deploy_app_healthcheck_command: []"
+run compose-v1 "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "needs Docker Compose v2.17 or later" && unchanged \
+    && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]; }
+verdict "Docker Compose v1 is refused before anything on the host is touched"
 no_override
 
 echo
