@@ -162,7 +162,7 @@ check "a description with quotes, \$, backticks and unicode arrives intact" [ "$
 { [ "$(field "$(info test-web1)" workspace)" = test ] && [ "$(field "$(info test-web1)" image)" = "$image" ] && [ "$(field "$(info test-web1)" deployed_by)" = "$DEPLOYED_BY" ] && [ "$(field "$(info test-web1)" revision)" = "$(printf 'web 1' | sha1sum | cut -c1-40)" ]; }; verdict "deploy-info records workspace, image, deployed_by and revision"
 check "the compose environment has IMAGE=<image>@<digest>" grep -qxF "IMAGE=$image@$D1" "$(app_dir test-web1)/.env"
 check "the runtime ran with IMAGE in its environment" grep -qxF "$image@$D1" "$(app_dir test-web2)/running-image"
-check "the facts file is resolve_digest's JSON in STATE_DIR/WS/facts.json" "$py" -c 'import json,sys; f=json.load(open(sys.argv[1])); assert f["digest"]==sys.argv[2] and f["workspace"]=="test", f' "$tmp/state/test/facts.json" "$D1"
+check "the facts file is resolve_digest's JSON in STATE_DIR/WS/facts/REPO.json" "$py" -c 'import json,sys; f=json.load(open(sys.argv[1])); assert f["digest"]==sys.argv[2] and f["workspace"]=="test", f' "$tmp/state/test/facts/$repo.json" "$D1"
 
 snapshot
 runs_before=$(wc -l <"$(app_dir test-web1)/runs.log")
@@ -222,8 +222,15 @@ check "a failing health check command leaves deploy-info byte-identical" unchang
     && grep -qxF "IMAGE=$image@$D3" "$(app_dir test-web1)/.env" \
     && grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image"; }
 verdict "a failed deploy goes back to the recorded digest (.env and the runtime)"
+check "the failure says the recorded digest's health check failed too" in_log "but its health check failed too"
 check "hosts are deployed one at a time: the failure on the first leaves the second untouched" \
     [ "$(wc -l <"$(app_dir test-web2)/runs.log")" -eq "$web2_runs" ]
+
+override "deploy_app_healthcheck_command: [sh, -c, 'test \"\$DIGEST\" != $D2']"
+run fail-health-new-only "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "went back to $image@$D3, which deploy-info.yml records;" \
+    && ! in_log "health check failed too" && grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image"; }
+verdict "going back runs the health check of the recorded digest, and says nothing more when it passes"
 
 override "deploy_app_healthcheck_url: http://127.0.0.1:$closed_port/healthz"
 run fail-health-url "$task" deploy -- test "$repo" "$T2"
@@ -373,6 +380,7 @@ cat >"$tmp/fake-docker" <<'EOF'
 # says what compose says: Started the first time for an image, Running after.
 if [ "$2" = version ]; then echo "Docker Compose version v2.29.0 (stand-in)"; exit 0; fi
 printf '%s\n' "$*" >>compose-calls.log
+if grep -q broken compose.yml; then echo "service web: broken configuration" >&2; exit 1; fi
 image=$(sed -n 's/^IMAGE=//p' .env)
 if [ "$(cat compose-image 2>/dev/null)" = "$image" ]; then
     echo " Container web-1  Running" >&2
@@ -396,6 +404,52 @@ check "the compose runtime runs 'compose --file compose.yml --env-file .env up -
 check "the compose file is copied into the app directory" cmp -s "$tmp/compose.yml" "$(app_dir test-web2)/compose.yml"
 run compose-again "$task" deploy -- test "$repo" "$T1"
 { [ "$rc" -eq 0 ] && no_change_recap; }; verdict "a compose redeploy of the same digest reports no change"
+backups() { ls "$(app_dir test-web1)" "$(app_dir test-web2)" | grep -c '^compose\.yml\..*~$'; }
+
+# A compose file that does not use ${IMAGE}: the record would not say what runs.
+printf 'services:\n  web:\n    image: example/web:latest\n' >"$tmp/compose-no-image.yml"
+snapshot
+env_before=$(cat "$(app_dir test-web1)/.env")
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_compose_src: $tmp/compose-no-image.yml
+deploy_app_healthcheck_command: []"
+run compose-no-image "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "compose-no-image.yml (deploy_app_compose_src) does not use \${IMAGE}" && unchanged \
+    && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ] && cmp -s "$tmp/compose.yml" "$(app_dir test-web1)/compose.yml"; }
+verdict "a compose file to copy that does not use \${IMAGE} is refused before the host is touched"
+cp "$tmp/compose-no-image.yml" "$(app_dir test-web1)/compose.yml"
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_healthcheck_command: []"
+run compose-no-image-host "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "$(app_dir test-web1)/compose.yml does not use \${IMAGE}" && unchanged; }
+verdict "a compose file on the host that does not use \${IMAGE} is refused before the host is touched"
+cp "$tmp/compose.yml" "$(app_dir test-web1)/compose.yml"
+
+# A new compose file: its predecessor is kept until the deploy succeeded.
+printf '# second version\nservices:\n  web:\n    image: ${IMAGE:?IMAGE is set by the deploy}\n' >"$tmp/compose-2.yml"
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_compose_src: $tmp/compose-2.yml
+deploy_app_healthcheck_command: []"
+run compose-new-file "$task" deploy -- test "$repo" "$T1"
+{ [ "$rc" -eq 0 ] && cmp -s "$tmp/compose-2.yml" "$(app_dir test-web2)/compose.yml" && [ "$(backups)" -eq 0 ]; }
+verdict "a deploy with a new compose file (\${IMAGE:?…}) succeeds and leaves no copy of the old one"
+printf 'services:\n  web:\n    image: ${IMAGE}\n    command: broken\n' >"$tmp/compose-broken.yml"
+snapshot
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_compose_src: $tmp/compose-broken.yml
+deploy_app_healthcheck_command: []"
+run compose-broken "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "broken configuration" && in_log "went back to $image@$D1, which deploy-info.yml records" && unchanged \
+    && cmp -s "$tmp/compose-2.yml" "$(app_dir test-web1)/compose.yml" && grep -qxF "IMAGE=$image@$D1" "$(app_dir test-web1)/.env" \
+    && [ "$(backups)" -eq 0 ]; }
+verdict "a compose deploy that fails puts back the compose file it replaced and the recorded IMAGE"
+run compose-broken-same "$task" deploy -- test "$repo" "$T1"
+{ [ "$rc" -ne 0 ] && in_log "went back to $image@$D1" && cmp -s "$tmp/compose-2.yml" "$(app_dir test-web1)/compose.yml"; }
+verdict "a new compose file that fails with the running digest is put back too"
 
 # Compose v1 has no `up --wait`: refused before the host is touched.
 printf '%s\n' '#!/bin/sh' \
@@ -413,6 +467,31 @@ run compose-v1 "$task" deploy -- test "$repo" "$T2"
     && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]; }
 verdict "Docker Compose v1 is refused before anything on the host is touched"
 no_override
+
+# --- two apps deployed to one workspace at the same time --------------------------
+# Each `task deploy` resolves into its own facts file (STATE_DIR/WS/facts/REPO.json):
+# with one file per workspace, whichever resolve wrote last was applied by both.
+api=$REGISTRY/acme/api
+api_revision=$(printf 'api 1' | sha1sum | cut -c1-40)
+DA=$(scripts/push-sample "$api:${api_revision:0:7}" \
+    --label "org.opencontainers.image.revision=$api_revision" \
+    --label "org.opencontainers.image.description=the api" \
+    --label "org.opencontainers.image.created=2026-01-25T01:00:00Z" \
+    --label "org.opencontainers.image.source=https://git.example.com/acme/api")
+n=$((n + 1)); log_web=$(printf '%s/logs/%02d-together-web.log' "$tmp" "$n")
+n=$((n + 1)); log_api=$(printf '%s/logs/%02d-together-api.log' "$tmp" "$n")
+"$task" deploy -- test "$repo" "$T2" >"$log_web" 2>&1 &
+pid_web=$!
+"$task" deploy -- test acme/api "${api_revision:0:7}" >"$log_api" 2>&1 &
+pid_api=$!
+wait "$pid_web"; rc_web=$?
+wait "$pid_api"; rc_api=$?
+log=$log_api
+api_info() { echo "$tmp/hosts/$1/opt/acme/api/deploy-info.yml"; }
+{ [ -n "$DA" ] && [ "$rc_web" -eq 0 ] && [ "$rc_api" -eq 0 ] && both_digest "$D2" \
+    && [ "$(field "$(api_info test-web1)" digest)" = "$DA" ] && [ "$(field "$(api_info test-web2)" digest)" = "$DA" ] \
+    && [ "$(field "$(api_info test-web1)" image)" = "$api" ]; }
+verdict "two apps deployed to one workspace at once each record their own image and digest"
 
 echo
 echo "$passed passed, $failed failed"
