@@ -149,11 +149,7 @@ pub async fn resolve(client: &Client, req: &ResolveRequest) -> Result<(DeployFac
     if let Some(ws) = &req.workspace {
         check_path_segment("workspace", ws)?;
     }
-    let repo = Reference {
-        tag: None,
-        digest: None,
-        ..r.clone()
-    };
+    let repo = r.repo_only();
     let (manifest, tag) = match (&r.tag, &r.digest) {
         (None, None) => return Err(ResolveError::NoTagOrDigest(r.to_string())),
         (Some(tag), None) => (client.manifest_get(&repo, tag.as_str()).await?, Some(tag.to_string())),

@@ -35,6 +35,7 @@ use crate::deploy_state::{DeployRecord, DeployState};
 use crate::listing::{ImageEntry, RepositoryListing};
 use crate::metadata::CI_LABELS;
 use crate::reference::Digest;
+use crate::scan::UnreadableRepository;
 
 /// One tag as both overviews show it (the `tags` objects of `--json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,6 +247,10 @@ pub struct RepositoryOverview {
     pub size_bytes: u64,
     /// Tags that break the CI contract.
     pub flagged: usize,
+    /// Why the repository could not be read (it then has no tags); only
+    /// present when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `registry_overview` as data (its `--json`).
@@ -287,8 +292,13 @@ pub fn contract_problems(info: &TagInfo, entry: Option<&ImageEntry>) -> Vec<Stri
     out
 }
 
-/// Builds `registry_overview` from the scanned repositories.
-pub fn registry_overview(registry: &str, listings: &[RepositoryListing]) -> RegistryOverview {
+/// Builds `registry_overview` from the scanned repositories and those that
+/// could not be read.
+pub fn registry_overview(
+    registry: &str,
+    listings: &[RepositoryListing],
+    unreadable: &[UnreadableRepository],
+) -> RegistryOverview {
     let mut repositories: Vec<RepositoryOverview> = listings
         .iter()
         .map(|l| {
@@ -306,8 +316,17 @@ pub fn registry_overview(registry: &str, listings: &[RepositoryListing]) -> Regi
                 size_bytes: l.size_bytes(),
                 flagged,
                 tags,
+                error: None,
             }
         })
+        .chain(unreadable.iter().map(|u| RepositoryOverview {
+            name: u.name.clone(),
+            tags: Vec::new(),
+            digests: 0,
+            size_bytes: 0,
+            flagged: 0,
+            error: Some(u.error.to_string()),
+        }))
         .collect();
     repositories.sort_by(|a, b| a.name.cmp(&b.name));
     RegistryOverview {
@@ -563,6 +582,15 @@ pub fn render_registry(ov: &RegistryOverview, style: &TextStyle) -> String {
         out.push('\n');
         let header = format!("IMAGE: {}/{}", ov.registry, repo.name);
         let _ = writeln!(out, "{}", paint(&header, "1", style.colour));
+        if let Some(error) = &repo.error {
+            let _ = writeln!(
+                out,
+                "{}   cannot be read: {}",
+                paint("!", "33", style.colour),
+                sanitize(error)
+            );
+            continue;
+        }
         if repo.tags.is_empty() {
             let _ = writeln!(out, "    (no tags)");
         } else {
@@ -799,7 +827,7 @@ mod tests {
 
     #[test]
     fn contract_flags() {
-        let ov = registry_overview("r:5000", &[listing()]);
+        let ov = registry_overview("r:5000", &[listing()], &[]);
         let repo = &ov.repositories[0];
         let problems: BTreeMap<&str, Vec<String>> = repo
             .tags
@@ -812,7 +840,7 @@ mod tests {
         let mut l = listing();
         let old = l.tags["old"].clone();
         l.images.get_mut(&old).unwrap().metadata.labels_unreadable = true;
-        let ov = registry_overview("r:5000", &[l]);
+        let ov = registry_overview("r:5000", &[l], &[]);
         let old = ov.repositories[0].tags.iter().find(|t| t.tag == "old").unwrap();
         assert_eq!(
             old.problems.as_deref().unwrap(),

@@ -163,17 +163,26 @@ impl Tag {
     }
 }
 
+/// Longest tag the OCI grammar allows.
+pub const TAG_MAX_LEN: usize = 128;
+
+/// Whether `s` is made of the tag characters `[A-Za-z0-9_][A-Za-z0-9._-]*`
+/// and at most `max_len` bytes long. References are held to the grammar's
+/// [`TAG_MAX_LEN`]; names a registry lists may be longer (ECR allows 300).
+pub fn is_tag_like(s: &str, max_len: usize) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= max_len
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
 impl FromStr for Tag {
     type Err = ReferenceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let b = s.as_bytes();
-        let ok = !b.is_empty()
-            && b.len() <= 128
-            && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            && b[1..]
-                .iter()
-                .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b'-');
-        if ok {
+        if is_tag_like(s, TAG_MAX_LEN) {
             Ok(Tag(s.to_string()))
         } else {
             Err(ReferenceError::InvalidTag(s.to_string()))
@@ -231,6 +240,15 @@ impl Reference {
     /// `registry/repository`, the image name without tag or digest.
     pub fn name(&self) -> String {
         format!("{}/{}", self.registry, self.repository)
+    }
+
+    /// The same repository, without tag or digest.
+    pub fn repo_only(&self) -> Reference {
+        Reference {
+            tag: None,
+            digest: None,
+            ..self.clone()
+        }
     }
 
     /// The same repository with another tag and no digest.

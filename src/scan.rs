@@ -306,11 +306,7 @@ async fn scan_one(
     platform: &Platform,
     progress: &Progress,
 ) -> Result<RepositoryListing, RegistryError> {
-    let repo = Reference {
-        tag: None,
-        digest: None,
-        ..repo.clone()
-    };
+    let repo = repo.repo_only();
     let name = repo.name();
     let tags = client.tag_list(&repo).await?;
     progress.report(&ScanEvent::Listed {
@@ -392,6 +388,8 @@ pub struct CatalogFilter {
 /// client's bound. A repository listed in the catalog whose tag list is
 /// gone (404) is returned without tags, with a warning: the catalog of
 /// the distribution registry keeps repositories whose tags were all deleted.
+/// Any other error fails the scan: what acts on the result (the cleanup)
+/// needs every repository.
 pub async fn scan_registry(
     client: &Client,
     registry: &str,
@@ -399,9 +397,57 @@ pub async fn scan_registry(
     platform: &Platform,
     progress: &Progress,
 ) -> Result<Vec<RepositoryListing>, RegistryError> {
-    let result = scan_catalog(client, registry, filter, platform, progress).await;
+    let result = scan_catalog(client, registry, filter, platform, progress, false).await;
+    progress.report(&ScanEvent::Finished);
+    result.map(|scan| scan.listings)
+}
+
+/// A repository of the catalog that could not be read.
+#[derive(Debug)]
+pub struct UnreadableRepository {
+    /// Repository path.
+    pub name: String,
+    pub error: RegistryError,
+}
+
+/// What [`scan_registry_keep_going`] read, and what it could not.
+#[derive(Debug, Default)]
+pub struct RegistryScan {
+    /// Sorted by name.
+    pub listings: Vec<RepositoryListing>,
+    /// Sorted by name.
+    pub unreadable: Vec<UnreadableRepository>,
+}
+
+/// [`scan_registry`] for what only reads (the overview): a repository
+/// whose own answers fail — refused (a catalog lists repositories the
+/// credentials may not pull), an error status, an invalid tag list — is
+/// returned in `unreadable`, with a warning, and the others are read.
+/// Errors that are not the repository's (unreachable, deadline passed,
+/// credentials unreadable) still fail the scan.
+pub async fn scan_registry_keep_going(
+    client: &Client,
+    registry: &str,
+    filter: &CatalogFilter,
+    platform: &Platform,
+    progress: &Progress,
+) -> Result<RegistryScan, RegistryError> {
+    let result = scan_catalog(client, registry, filter, platform, progress, true).await;
     progress.report(&ScanEvent::Finished);
     result
+}
+
+/// Whether `e` says something about one repository rather than about the
+/// registry or the way to it. Content that does not match its digest is
+/// not: it says the registry (or something on the way) cannot be trusted.
+fn repository_error(e: &RegistryError) -> bool {
+    matches!(
+        e,
+        RegistryError::Denied { .. }
+            | RegistryError::Status { .. }
+            | RegistryError::Invalid { .. }
+            | RegistryError::Unsupported { .. }
+    )
 }
 
 async fn scan_catalog(
@@ -410,7 +456,8 @@ async fn scan_catalog(
     filter: &CatalogFilter,
     platform: &Platform,
     progress: &Progress,
-) -> Result<Vec<RepositoryListing>, RegistryError> {
+    keep_going: bool,
+) -> Result<RegistryScan, RegistryError> {
     let names: Vec<String> = client
         .catalog_list(registry, filter.page_size)
         .await?
@@ -438,14 +485,24 @@ async fn scan_catalog(
                         ..Default::default()
                     })
                 }
-                other => other,
+                other => other.map_err(|e| (r.repository.clone(), e)),
             }
         })
         .buffered(concurrency);
-    let mut out = Vec::new();
-    while let Some(listing) = scans.next().await {
-        out.push(listing?);
+    let mut out = RegistryScan::default();
+    while let Some(result) = scans.next().await {
+        match result {
+            Ok(listing) => out.listings.push(listing),
+            Err((name, error)) if keep_going && repository_error(&error) => {
+                progress.warn(&format!(
+                    "repository `{name}` cannot be read: {error}; shown as unreadable"
+                ));
+                out.unreadable.push(UnreadableRepository { name, error });
+            }
+            Err((_, error)) => return Err(error),
+        }
     }
-    out.sort_by(|a, b| a.repository.cmp(&b.repository));
+    out.listings.sort_by(|a, b| a.repository.cmp(&b.repository));
+    out.unreadable.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
 }

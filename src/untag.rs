@@ -169,11 +169,7 @@ impl<'a> Untagger<'a> {
     /// answer (exit 3) and a list that lags behind is not taken for it.
     pub async fn check(&mut self, reference: &Reference) -> Result<(), UntagError> {
         let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
-        let repo = Reference {
-            tag: None,
-            digest: None,
-            ..reference.clone()
-        };
+        let repo = reference.repo_only();
         let state = self.state(&repo).await?;
         if !state.tags.contains_key(&tag) {
             let found = self.client.manifest_head(&repo, &tag).await?;
@@ -198,11 +194,7 @@ impl<'a> Untagger<'a> {
     pub async fn untag(&mut self, reference: &Reference, apply: bool) -> Result<UntagOutcome, UntagError> {
         let client = self.client;
         let tag = reference.tag.as_ref().map(|t| t.to_string()).unwrap_or_default();
-        let repo = Reference {
-            tag: None,
-            digest: None,
-            ..reference.clone()
-        };
+        let repo = reference.repo_only();
         let target = client.manifest_head(&repo, &tag).await?;
         let state = self.state(&repo).await?;
         // This tag as just read, whatever the list said.
@@ -337,9 +329,16 @@ fn placeholder_manifest(tag: &str) -> Bytes {
 }
 
 /// Every tag of `repo` with the digest it points to (a tag deleted
-/// between the list and its HEAD is left out).
+/// between the list and its HEAD is left out). A list that does not know
+/// the repository (404) lists nothing: it may lag behind the registry (a
+/// cache in front of it, an eventually consistent store), so each named
+/// tag is asked for by itself, and that answer says whether it exists.
 async fn tag_digests(client: &Client, repo: &Reference) -> Result<BTreeMap<String, Digest>, RegistryError> {
-    let tags = client.tag_list(repo).await?;
+    let tags = match client.tag_list(repo).await {
+        Ok(tags) => tags,
+        Err(RegistryError::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e),
+    };
     let concurrency = client.options().concurrency.max(1);
     let mut heads = futures::stream::iter(tags.into_iter().map(|t| async move {
         let d = client.manifest_head(repo, &t).await;

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::fault::{Action, FaultServer, Req};
+use common::fault::{Action, FaultServer, Req, Resp};
 use common::*;
 use image_lifecycle::reference::Digest;
 use serde_json::{Value, json};
@@ -693,5 +693,55 @@ fn a_registry_with_auth_is_checked_with_the_probe_credentials() {
         "writable\nwritable\nreadonly\nwritable\nreadonly\nwritable\nreadonly\nwritable\n",
         "collected read-only twice, restored each time"
     );
+    assert_eq!(reg.open_uploads(), Vec::<PathBuf>::new());
+}
+
+/// A 403 to the probe's upload (a proxy or token service that forbids
+/// anonymous pushes, where distribution's htpasswd says 401), without probe
+/// credentials: the same warning as a 401, and the collection runs on the
+/// strength of the restart.
+#[test]
+fn a_403_to_the_probe_without_credentials_warns_as_a_401_does() {
+    let reg = Supervised::start();
+    let (w, _, mut vars) = gc_setup(&reg, reg.restart_command());
+    let config_before = read(&reg.config());
+    // The play checks the registry through this proxy, which forbids the
+    // probe's upload and forwards the rest.
+    let proxy = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(|req: &Req| {
+            if req.method == "POST" && req.path.contains("/readonly-probe/blobs/uploads/") {
+                Action::Respond(Resp::new(
+                    403,
+                    r#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+                ))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    vars["cleanup_registry_url"] = json!(format!("http://{}", proxy.host));
+
+    let o = w.playbook(&["dev", "prod"], &vars);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("result: 2 digests deleted"), "{out}");
+    assert!(
+        out.contains("asks for credentials (HTTP 403), so the play cannot check that it is read-only"),
+        "{out}"
+    );
+    assert!(out.contains("blobs marked, "), "{out}");
+    assert_eq!(
+        proxy.requests().iter().filter(|r| r.method == "POST").count(),
+        1,
+        "one probe, through the proxy: {:?}",
+        proxy.requests()
+    );
+    assert_eq!(
+        read(&reg.dir.path().join("starts")),
+        "writable\nreadonly\nwritable\n",
+        "collected while read-only, then restored"
+    );
+    assert_eq!(read(&reg.config()), config_before, "the configuration is put back");
     assert_eq!(reg.open_uploads(), Vec::<PathBuf>::new());
 }

@@ -51,6 +51,11 @@ enum Fault {
     Corrupt,
     /// Forward (the registry acts on it), then lose the answer: 503.
     LoseAnswer,
+    /// Wait, then this fault.
+    Late(Duration, Box<Fault>),
+    /// Forward, and leave this tag out of the tag list: a list that lags
+    /// behind the registry (a cache, an eventually consistent store).
+    Unlisted(&'static str),
 }
 
 impl Fault {
@@ -69,6 +74,16 @@ impl Fault {
                 r
             })),
             Fault::LoseAnswer => Action::Mutate(Box::new(|_| Resp::new(503, "answer lost"))),
+            Fault::Late(d, fault) => Action::After(*d, Box::new(fault.action())),
+            Fault::Unlisted(tag) => {
+                let tag = *tag;
+                Action::Mutate(Box::new(move |mut r: Resp| {
+                    let mut list: Value = serde_json::from_slice(&r.body).unwrap();
+                    list["tags"].as_array_mut().unwrap().retain(|t| t != tag);
+                    r.body = list.to_string().into_bytes();
+                    r
+                }))
+            }
         }
     }
 }
@@ -178,6 +193,39 @@ fn run(env: &Env, bin: &str, args: &[&str]) -> Run {
         code: o.status.code().unwrap_or(-1),
         out: stdout(&o),
         err: stderr(&o),
+        took: start.elapsed(),
+    }
+}
+
+/// [`run`], but a run still going after `limit` is killed and fails the
+/// test: a hang is a failure, not a test that never ends.
+fn run_within(env: &Env, bin: &str, args: &[&str], limit: Duration) -> Run {
+    let (out, err) = (env.home.path().join("stdout"), env.home.path().join("stderr"));
+    let start = Instant::now();
+    let mut child = env
+        .command(bin, args)
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{bin} {args:?} was still running after {limit:?}; stderr:\n{}",
+                read(&err)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Run {
+        code: status.code().unwrap_or(-1),
+        out: read(&out),
+        err: read(&err),
         took: start.elapsed(),
     }
 }
@@ -575,6 +623,94 @@ fn images_overview_persistent_faults_exit_5_within_the_timeout() {
     }
 }
 
+/// Three manifests that share their config, read side by side: one task
+/// fetches the config while the others wait for it (`Client::blob_get`).
+/// Here that fetch fails, late (a 404 after a second, as from a mirror or
+/// store that has not caught up). The waiting tasks then fetch it
+/// themselves, side by side: their tags get their labels, only the tag of
+/// the failed fetch is shown without them (with a warning), and the run
+/// ends.
+#[test]
+fn images_overview_a_shared_config_whose_first_fetch_fails_is_fetched_by_the_tasks_that_waited() {
+    let reg = Registry::start();
+    let shared = labelled(&revision("5a5a5a5"), "shared config", "2026-01-25T01:01:33Z");
+    let mut manifests = Vec::new();
+    for build in ["b1", "b2", "b3"] {
+        let mut spec = shared.clone();
+        spec.annotations.insert("vnd.example.build".into(), build.into());
+        manifests.push(push(&reg.repo(&format!("acme/web:{build}")), &spec));
+    }
+    manifests.sort();
+    manifests.dedup();
+    assert_eq!(manifests.len(), 3, "three manifests, one config");
+    let (late, slow) = (Duration::from_secs(1), Duration::from_secs(1));
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("GET", "/blobs/", Fault::Late(late, Box::new(Fault::Status(404))), 1),
+            rule("GET", "/blobs/", Fault::Delay(slow), usize::MAX),
+        ],
+    );
+    let r = run_within(
+        &Env::new(),
+        IMAGES,
+        &[
+            "dev",
+            &format!("{}/acme/web", faulty.host()),
+            "--json",
+            "--concurrency",
+            "3",
+            "--timeout",
+            "10",
+        ],
+        Duration::from_secs(30),
+    );
+    let tags = images_tags(&r, "the first fetch of the shared config fails");
+    let without: Vec<&str> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["description"].is_null())
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(without.len(), 1, "only the failed fetch's tag lacks labels: {tags}");
+    for t in tags.as_array().unwrap().iter().filter(|t| t["tag"] != without[0]) {
+        assert_eq!(t["description"], "shared config", "{tags}");
+        assert_eq!(t["created"], "2026-01-25T01:01:33Z", "{tags}");
+    }
+    let warnings: Vec<&str> = r.err.lines().filter(|l| l.contains("shown without metadata")).collect();
+    assert_eq!(warnings.len(), 1, "{}", r.err);
+    assert!(
+        warnings[0].contains(&format!("(tag `{}`)", without[0])) && warnings[0].contains("not found"),
+        "{}",
+        r.err
+    );
+
+    // The failed fetch, then one per waiting task, all of the one config.
+    let requests = faulty.server.requests();
+    let blob_gets: Vec<&Req> = requests
+        .iter()
+        .filter(|q| q.method == "GET" && q.path.contains("/blobs/"))
+        .collect();
+    assert_eq!(blob_gets.len(), 3, "{blob_gets:?}");
+    assert!(blob_gets.iter().all(|q| q.path == blob_gets[0].path), "{blob_gets:?}");
+    let (first, waited) = (blob_gets[0], &blob_gets[1..]);
+    for q in waited {
+        let after = q.at.duration_since(first.at);
+        assert!(
+            after >= late,
+            "asked again only once the first fetch failed, not {after:?} after it"
+        );
+    }
+    let apart = waited[0].at.max(waited[1].at) - waited[0].at.min(waited[1].at);
+    assert!(
+        apart < slow,
+        "the waiting tasks fetch side by side, not one after the other: {apart:?} apart"
+    );
+    assert_eq!(faulty.count("GET", "/manifests/"), 3);
+    assert_eq!(faulty.count("GET", "/tags/list"), 1);
+}
+
 #[test]
 fn images_overview_refuses_a_next_page_on_another_host_which_receives_nothing() {
     let reg = registry_with_images();
@@ -632,7 +768,19 @@ fn a_tag_list_with_names_that_are_not_tags_is_refused_and_never_reaches_the_term
             let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
             all.extend(["--timeout", "5"]);
             let r = run(&Env::new(), bin, &all);
-            assert_failure(&r, 5, bad);
+            if bin == REGISTRY {
+                // One repository among others: shown as unreadable, exit 5 after the output.
+                assert_eq!(r.code, 5, "{bad}: {}", r.err);
+                let unreadable = format!("IMAGE: {}/acme/web\n!   cannot be read: ", server.host);
+                assert!(
+                    r.out.contains(&unreadable) && r.out.contains("which is not a tag"),
+                    "{}",
+                    r.out
+                );
+                assert!(!r.out.contains('\u{1b}') && !r.out.contains('\u{7}'), "{:?}", r.out);
+            } else {
+                assert_failure(&r, 5, bad);
+            }
             assert!(r.err.contains("which is not a tag"), "{}", r.err);
             assert!(!r.err.contains('\u{1b}') && !r.err.contains('\u{7}'), "{:?}", r.err);
         }
@@ -694,6 +842,47 @@ fn registry_overview_persistent_faults_exit_5_within_the_timeout() {
         assert_failure(&r, 5, what);
         assert!(r.took < Duration::from_secs(5), "{what}: took {:?}", r.took);
     }
+}
+
+#[test]
+fn registry_overview_shows_a_repository_it_may_not_read_and_reads_the_others() {
+    let reg = registry_with_images();
+    // As a catalog that lists repositories the credentials may not pull.
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("GET", "/acme/api/tags/list", Fault::Status(403), usize::MAX)],
+    );
+    let r = run(&Env::new(), REGISTRY, &[faulty.host(), "--json", "--timeout", "10"]);
+    assert_eq!(r.code, 4, "refused: exit 4 after the output; stderr:\n{}", r.err);
+    let v: Value = serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", r.out));
+    let repos = v["repositories"].as_array().unwrap();
+    let names: Vec<&str> = repos.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["acme/api", "acme/web"]);
+    let error = repos[0]["error"].as_str().unwrap();
+    assert!(error.contains("refused") && error.contains("403"), "{error}");
+    assert_eq!(repos[0]["tags"], serde_json::json!([]));
+    assert_eq!(repos[1]["tags"].as_array().unwrap().len(), 3);
+    assert!(repos[1].get("error").is_none(), "{}", repos[1]);
+    let err: Vec<&str> = r.err.lines().collect();
+    assert_eq!(err.len(), 2, "{}", r.err);
+    assert!(
+        err[0].starts_with("warning: repository `acme/api` cannot be read"),
+        "{}",
+        r.err
+    );
+    assert!(
+        err[1]
+            .starts_with("error: 1 of 2 repositories could not be read (shown as unreadable); the first, `acme/api`: "),
+        "{}",
+        r.err
+    );
+
+    let r = run(&Env::new(), REGISTRY, &[faulty.host(), "--timeout", "10"]);
+    assert_eq!(r.code, 4, "{}", r.err);
+    let api = format!("IMAGE: {}/acme/api\n!   cannot be read: ", faulty.host());
+    assert!(r.out.contains(&api), "{}", r.out);
+    let web = format!("IMAGE: {}/acme/web\n    TAG ", faulty.host());
+    assert!(r.out.contains(&web) && r.out.contains("3 tags, 2 digests"), "{}", r.out);
 }
 
 #[test]
@@ -861,6 +1050,87 @@ fn registry_untag_of_many_tags_reads_the_repository_once() {
         &faulty.server.requests()[before..]
     );
     assert_eq!(count("POST", "/blobs/uploads/"), 1, "the empty blob pushed once");
+}
+
+/// A tag that exists (HEAD finds it) but that the repository's tag list
+/// does not name yet is untagged all the same, as crane or regctl would
+/// (they never read the list); a tag missing for real is still refused
+/// (exit 3) before anything changes.
+#[test]
+fn registry_untag_removes_a_tag_the_tag_list_does_not_show_yet() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("GET", "/tags/list", Fault::Unlisted("latest"), usize::MAX)],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let missing = format!("{}/acme/web:nope", faulty.host());
+
+    let refused = run(&Env::new(), UNTAG, &[&target, &missing, "--apply"]);
+    assert_failure(&refused, 3, "a missing tag beside an unlisted one");
+    assert!(refused.err.contains("tag `nope` of `"), "{}", refused.err);
+
+    let dry = run(&Env::new(), UNTAG, &[&target]);
+    assert_eq!(dry.code, 0, "{}", dry.err);
+    assert_eq!(
+        dry.out,
+        format!(
+            "would untag {target}; `{d2}` keeps tags: 2222222\n\
+             dry run: nothing changed; run again with --apply to remove these tags\n"
+        )
+    );
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222", "latest"]);
+
+    let before = faulty.server.requests().len();
+    let v = json(
+        &run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]),
+        "unlisted tag",
+    );
+    assert_eq!(v[0]["digest"], d2);
+    assert_eq!(v[0]["remaining_tags"], serde_json::json!(["2222222"]));
+    assert_eq!(v[0]["applied"], true);
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222"]);
+    assert_eq!(manifest_digest(&reg, "acme/web", &d2).as_deref(), Some(d2.as_str()));
+    // Asked for by itself before any tag is touched, then once more just before it is removed.
+    assert_eq!(faulty.count_since(before, "HEAD", "/manifests/latest"), 2);
+}
+
+/// A tag list that has not seen the repository yet (404, as a cache
+/// in front of the registry may answer for a while after the first push):
+/// each named tag is asked for by itself, so an existing one is untagged
+/// and a repository that does not exist is still refused (exit 3).
+#[test]
+fn registry_untag_removes_a_tag_of_a_repository_the_tag_list_does_not_know_yet() {
+    let reg = registry_with_images();
+    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("GET", "/tags/list", Fault::Status(404), usize::MAX)],
+    );
+    let target = format!("{}/acme/web:1111111", faulty.host());
+
+    let missing = run(
+        &Env::new(),
+        UNTAG,
+        &[&format!("{}/acme/nope:v1", faulty.host()), "--apply"],
+    );
+    assert_failure(&missing, 3, "a repository that does not exist");
+    assert!(missing.err.contains("acme/nope"), "{}", missing.err);
+
+    let v = json(
+        &run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]),
+        "unknown to the list",
+    );
+    assert_eq!(v[0]["digest"], d1);
+    assert_eq!(v[0]["applied"], true);
+    assert_eq!(tags(&reg, "acme/web"), ["2222222", "latest"]);
+    assert_eq!(manifest_digest(&reg, "acme/web", &d1).as_deref(), Some(d1.as_str()));
+    assert_eq!(
+        faulty.count("DELETE", "/manifests/1111111"),
+        1,
+        "the DELETE by tag was tried"
+    );
 }
 
 #[test]

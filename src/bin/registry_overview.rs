@@ -8,7 +8,7 @@ use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::image::Platform;
 use image_lifecycle::overview::{TextStyle, registry_overview, render_registry};
 use image_lifecycle::registry::Client;
-use image_lifecycle::scan::{CatalogFilter, Progress, scan_registry};
+use image_lifecycle::scan::{CatalogFilter, Progress, scan_registry_keep_going};
 use regex::Regex;
 
 /// Show every repository of a registry: its tags newest first, a summary
@@ -19,6 +19,10 @@ use regex::Regex;
 /// Descriptions are cut to the terminal width when stdout is a terminal
 /// (or to $COLUMNS when it is set); piped output is not cut and has no
 /// colour.
+///
+/// A repository that cannot be read (refused, an error status, an invalid
+/// tag list) is shown as unreadable and the others are read; the exit code
+/// is then that of the first such repository's error, after the output.
 ///
 /// Exit codes: 0 ok, 1 other failure, 2 usage or invalid input, 3 not
 /// found, 4 authentication refused, 5 registry unreachable or broken.
@@ -59,9 +63,11 @@ fn run(args: Args) -> Result<(), Failure> {
     };
     let client = Client::new(args.registry_args.client_options())?;
     let progress = Progress::for_stderr(args.json);
-    let listings = cli::runtime()?.block_on(scan_registry(&client, registry, &filter, &platform, &progress))?;
+    let scan = cli::runtime()?.block_on(scan_registry_keep_going(
+        &client, registry, &filter, &platform, &progress,
+    ))?;
     drop(progress);
-    let ov = registry_overview(registry, &listings);
+    let ov = registry_overview(registry, &scan.listings, &scan.unreadable);
     let text = if args.json {
         let mut j = serde_json::to_string_pretty(&ov).map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
         j.push('\n');
@@ -69,5 +75,19 @@ fn run(args: Args) -> Result<(), Failure> {
     } else {
         render_registry(&ov, &TextStyle::for_stdout())
     };
-    cli::print_stdout(&text)
+    cli::print_stdout(&text)?;
+    match scan.unreadable.into_iter().next() {
+        None => Ok(()),
+        Some(first) => {
+            let n = ov.repositories.iter().filter(|r| r.error.is_some()).count();
+            let mut f = Failure::from(first.error);
+            f.message = format!(
+                "{n} of {} repositories could not be read (shown as unreadable); the first, `{}`: {}",
+                ov.repositories.len(),
+                first.name,
+                f.message
+            );
+            Err(f)
+        }
+    }
 }

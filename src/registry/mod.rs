@@ -71,13 +71,7 @@ impl Drop for Leader<'_> {
 /// path and on a terminal. Longer than the grammar's 128 is accepted (ECR
 /// allows 300), up to 1024.
 fn listable_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 1024
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+    crate::reference::is_tag_like(t, 1024)
 }
 
 /// Largest list page (tags or catalog) accepted.

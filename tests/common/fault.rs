@@ -4,7 +4,7 @@
 //! tag-list paging. One request per connection (`Connection: close`).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -17,6 +17,8 @@ pub struct Req {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it was read in full, before the handler saw it.
+    pub at: Instant,
 }
 
 impl Req {
@@ -64,6 +66,8 @@ pub enum Action {
     Hang,
     /// Wait, then forward.
     Delay(Duration),
+    /// Wait, then do the other action (a fault that comes late).
+    After(Duration, Box<Action>),
 }
 
 pub type Handler = Arc<dyn Fn(&Req) -> Action + Send + Sync>;
@@ -161,6 +165,7 @@ async fn read_request(sock: &mut TcpStream) -> std::io::Result<Option<Req>> {
         path,
         headers,
         body,
+        at: Instant::now(),
     }))
 }
 
@@ -238,7 +243,12 @@ async fn serve(
         return Ok(());
     };
     log.lock().unwrap().push(req.clone());
-    match handler(&req) {
+    let mut action = handler(&req);
+    while let Action::After(d, then) = action {
+        tokio::time::sleep(d).await;
+        action = *then;
+    }
+    match action {
         Action::Forward => {
             let resp = forward(&http, &upstream, &req).await;
             write_response(&mut sock, &req, &resp, None).await?;
@@ -263,6 +273,7 @@ async fn serve(
             let resp = forward(&http, &upstream, &req).await;
             write_response(&mut sock, &req, &resp, None).await?;
         }
+        Action::After(..) => unreachable!("waited for above"),
     }
     let _ = sock.shutdown().await;
     Ok(())
