@@ -421,7 +421,7 @@ pub struct RegistryScan {
 
 /// [`scan_registry`] for what only reads (the overview): a repository
 /// whose own answers fail — refused (a catalog lists repositories the
-/// credentials may not pull), an error status, an invalid tag list — is
+/// credentials may not pull), a 4xx status, an invalid tag list — is
 /// returned in `unreadable`, with a warning, and the others are read.
 /// Errors that are not the repository's (unreachable, deadline passed,
 /// credentials unreadable) still fail the scan.
@@ -438,13 +438,15 @@ pub async fn scan_registry_keep_going(
 }
 
 /// Whether `e` says something about one repository rather than about the
-/// registry or the way to it. Content that does not match its digest is
-/// not: it says the registry (or something on the way) cannot be trusted.
+/// registry or the way to it. A 5xx that retries did not cure is not (a
+/// registry down behind a catalog that still answers would otherwise cost
+/// every repository its own deadline); nor is content that does not match
+/// its digest: the registry (or something on the way) cannot be trusted.
 fn repository_error(e: &RegistryError) -> bool {
     matches!(
         e,
         RegistryError::Denied { .. }
-            | RegistryError::Status { .. }
+            | RegistryError::Status { status: 400..=499, .. }
             | RegistryError::Invalid { .. }
             | RegistryError::Unsupported { .. }
     )

@@ -30,8 +30,9 @@ pub struct UntagOutcome {
     pub reference: String,
     /// The digest the tag pointed to; it is kept.
     pub digest: Digest,
-    /// The other tags that still point to that digest.
-    pub remaining_tags: Vec<String>,
+    /// The other tags that still point to that digest; `None` (JSON
+    /// `null`) when unknown: the tag list answered 404.
+    pub remaining_tags: Option<Vec<String>>,
     /// How the tag was removed: `delete-tag`, `placeholder`, or `null` in a dry run.
     pub method: Option<String>,
     /// Whether anything was changed.
@@ -47,14 +48,17 @@ impl UntagOutcome {
             Some("placeholder") => " (re-pointed to a placeholder manifest, which was deleted)",
             _ => "",
         };
-        let rest = if self.remaining_tags.is_empty() {
-            format!(
+        let rest = match &self.remaining_tags {
+            None => format!(
+                "`{}` is kept; its other tags are unknown (the tag list answered 404)",
+                self.digest
+            ),
+            Some(rest) if rest.is_empty() => format!(
                 "`{}` is left without tags: it no longer shows in tag lists, and the registry's collection of \
                  untagged manifests reclaims it (distribution 3: `garbage-collect --delete-untagged`)",
                 self.digest
-            )
-        } else {
-            format!("`{}` keeps tags: {}", self.digest, self.remaining_tags.join(", "))
+            ),
+            Some(rest) => format!("`{}` keeps tags: {}", self.digest, rest.join(", ")),
         };
         format!("{verb} {}{how}; {rest}", self.reference)
     }
@@ -137,6 +141,9 @@ struct RepoState {
     /// Every tag and its digest, read at the first untag in the repository
     /// and kept up to date with this run's own untags.
     tags: BTreeMap<String, Digest>,
+    /// The tag list answered 404 (it may lag behind the registry): `tags`
+    /// holds only the tags named, and the other tags of a digest are unknown.
+    unlisted: Option<RegistryError>,
     /// The registry refused a DELETE by tag here: go to the placeholder at once.
     no_delete_by_tag: bool,
     /// A DELETE by digest was probed and the registry accepts them.
@@ -172,8 +179,19 @@ impl<'a> Untagger<'a> {
         let repo = reference.repo_only();
         let state = self.state(&repo).await?;
         if !state.tags.contains_key(&tag) {
-            let found = self.client.manifest_head(&repo, &tag).await?;
-            self.state(&repo).await?.tags.insert(tag, found.digest);
+            match self.client.manifest_head(&repo, &tag).await {
+                Ok(found) => {
+                    self.state(&repo).await?.tags.insert(tag, found.digest);
+                }
+                Err(e @ RegistryError::NotFound { .. }) => {
+                    // Neither in the list nor by itself: when the list
+                    // answered 404 too, its answer (repository not found)
+                    // says it best.
+                    let list = self.repos.get_mut(&repo.name()).and_then(|s| s.unlisted.take());
+                    return Err(list.unwrap_or(e).into());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }
@@ -182,10 +200,18 @@ impl<'a> Untagger<'a> {
     async fn state(&mut self, repo: &Reference) -> Result<&mut RepoState, RegistryError> {
         Ok(match self.repos.entry(repo.name()) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(RepoState {
-                tags: tag_digests(self.client, repo).await?,
-                ..Default::default()
-            }),
+            Entry::Vacant(e) => {
+                let (tags, unlisted) = match tag_digests(self.client, repo).await {
+                    Ok(tags) => (tags, None),
+                    Err(unlisted @ RegistryError::NotFound { .. }) => (BTreeMap::new(), Some(unlisted)),
+                    Err(e) => return Err(e),
+                };
+                e.insert(RepoState {
+                    tags,
+                    unlisted,
+                    ..Default::default()
+                })
+            }
         })
     }
 
@@ -199,12 +225,14 @@ impl<'a> Untagger<'a> {
         let state = self.state(&repo).await?;
         // This tag as just read, whatever the list said.
         state.tags.insert(tag.clone(), target.digest.clone());
-        let remaining_tags: Vec<String> = state
-            .tags
-            .iter()
-            .filter(|(t, d)| **t != tag && **d == target.digest)
-            .map(|(t, _)| t.clone())
-            .collect();
+        let remaining_tags: Option<Vec<String>> = state.unlisted.is_none().then(|| {
+            state
+                .tags
+                .iter()
+                .filter(|(t, d)| **t != tag && **d == target.digest)
+                .map(|(t, _)| t.clone())
+                .collect()
+        });
         let mut outcome = UntagOutcome {
             reference: reference.to_string(),
             digest: target.digest.clone(),
@@ -330,15 +358,11 @@ fn placeholder_manifest(tag: &str) -> Bytes {
 
 /// Every tag of `repo` with the digest it points to (a tag deleted
 /// between the list and its HEAD is left out). A list that does not know
-/// the repository (404) lists nothing: it may lag behind the registry (a
-/// cache in front of it, an eventually consistent store), so each named
-/// tag is asked for by itself, and that answer says whether it exists.
+/// the repository (404) is an error here; the caller takes it for a list
+/// that may lag behind the registry (a cache in front of it, an eventually
+/// consistent store) and asks for each named tag by itself.
 async fn tag_digests(client: &Client, repo: &Reference) -> Result<BTreeMap<String, Digest>, RegistryError> {
-    let tags = match client.tag_list(repo).await {
-        Ok(tags) => tags,
-        Err(RegistryError::NotFound { .. }) => Vec::new(),
-        Err(e) => return Err(e),
-    };
+    let tags = client.tag_list(repo).await?;
     let concurrency = client.options().concurrency.max(1);
     let mut heads = futures::stream::iter(tags.into_iter().map(|t| async move {
         let d = client.manifest_head(repo, &t).await;

@@ -643,7 +643,7 @@ fn images_overview_a_shared_config_whose_first_fetch_fails_is_fetched_by_the_tas
     manifests.sort();
     manifests.dedup();
     assert_eq!(manifests.len(), 3, "three manifests, one config");
-    let (late, slow) = (Duration::from_secs(1), Duration::from_secs(1));
+    let (late, slow) = (Duration::from_secs(1), Duration::from_secs(3));
     let faulty = Faulty::start(
         &reg.host,
         vec![
@@ -836,6 +836,11 @@ fn registry_overview_persistent_faults_exit_5_within_the_timeout() {
             vec![rule("GET", "/manifests/", Fault::Corrupt, usize::MAX)],
         ),
         ("blobs hang", vec![rule("*", "/blobs/", Fault::Hang, usize::MAX)]),
+        // Not one repository's problem: the whole run stops.
+        (
+            "tag lists always 503",
+            vec![rule("*", "/tags/list", Fault::Status(503), usize::MAX)],
+        ),
     ] {
         let faulty = Faulty::start(&reg.host, rules);
         let r = run(&Env::new(), REGISTRY, &[faulty.host(), "--json", "--timeout", "2"]);
@@ -1116,13 +1121,27 @@ fn registry_untag_removes_a_tag_of_a_repository_the_tag_list_does_not_know_yet()
         &[&format!("{}/acme/nope:v1", faulty.host()), "--apply"],
     );
     assert_failure(&missing, 3, "a repository that does not exist");
-    assert!(missing.err.contains("acme/nope"), "{}", missing.err);
+    assert!(
+        missing.err.contains("repository") && missing.err.contains("acme/nope"),
+        "the list's own answer: {}",
+        missing.err
+    );
 
+    let dry = run(&Env::new(), UNTAG, &[&target]);
+    assert_eq!(dry.code, 0, "{}", dry.err);
+    assert!(
+        dry.out.contains(&format!(
+            "`{d1}` is kept; its other tags are unknown (the tag list answered 404)"
+        )),
+        "never `left without tags` when the list said nothing: {}",
+        dry.out
+    );
     let v = json(
         &run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]),
         "unknown to the list",
     );
     assert_eq!(v[0]["digest"], d1);
+    assert_eq!(v[0]["remaining_tags"], Value::Null, "unknown, not []");
     assert_eq!(v[0]["applied"], true);
     assert_eq!(tags(&reg, "acme/web"), ["2222222", "latest"]);
     assert_eq!(manifest_digest(&reg, "acme/web", &d1).as_deref(), Some(d1.as_str()));

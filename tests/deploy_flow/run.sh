@@ -228,7 +228,7 @@ check "hosts are deployed one at a time: the failure on the first leaves the sec
 
 override "deploy_app_healthcheck_command: [sh, -c, 'test \"\$DIGEST\" != $D2']"
 run fail-health-new-only "$task" deploy -- test "$repo" "$T2"
-{ [ "$rc" -ne 0 ] && in_log "went back to $image@$D3, which deploy-info.yml records;" \
+{ [ "$rc" -ne 0 ] && in_log "went back to $image@$D3, which deploy-info.yml records, and it is healthy;" \
     && ! in_log "health check failed too" && grep -qxF "$image@$D3" "$(app_dir test-web1)/running-image"; }
 verdict "going back runs the health check of the recorded digest, and says nothing more when it passes"
 
@@ -443,13 +443,24 @@ deploy_app_compose_command: ['$tmp/fake-docker', compose]
 deploy_app_compose_src: $tmp/compose-broken.yml
 deploy_app_healthcheck_command: []"
 run compose-broken "$task" deploy -- test "$repo" "$T2"
-{ [ "$rc" -ne 0 ] && in_log "broken configuration" && in_log "went back to $image@$D1, which deploy-info.yml records" && unchanged \
+{ [ "$rc" -ne 0 ] && in_log "broken configuration" && in_log "went back to $image@$D1 and the compose file it replaced, which deploy-info.yml records" && unchanged \
     && cmp -s "$tmp/compose-2.yml" "$(app_dir test-web1)/compose.yml" && grep -qxF "IMAGE=$image@$D1" "$(app_dir test-web1)/.env" \
     && [ "$(backups)" -eq 0 ]; }
 verdict "a compose deploy that fails puts back the compose file it replaced and the recorded IMAGE"
 run compose-broken-same "$task" deploy -- test "$repo" "$T1"
 { [ "$rc" -ne 0 ] && in_log "went back to $image@$D1" && cmp -s "$tmp/compose-2.yml" "$(app_dir test-web1)/compose.yml"; }
 verdict "a new compose file that fails with the running digest is put back too"
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_compose_src: $tmp/compose-broken.yml
+deploy_app_healthcheck_command: []
+deploy_app_revert_on_failure: false"
+run compose-broken-no-revert "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "did not go back" && in_log "the compose file it replaced is kept as $(app_dir test-web1)/compose.yml." \
+    && [ "$(backups)" -eq 1 ] && cmp -s "$tmp/compose-2.yml" "$(app_dir test-web1)"/compose.yml.*~; }
+verdict "without going back, the failure names the copy kept of the compose file it replaced"
+rm -f "$(app_dir test-web1)"/compose.yml.*~
+cp "$tmp/compose-2.yml" "$(app_dir test-web1)/compose.yml"
 
 # Compose v1 has no `up --wait`: refused before the host is touched.
 printf '%s\n' '#!/bin/sh' \
@@ -466,6 +477,14 @@ run compose-v1 "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "needs Docker Compose v2.17 or later" && unchanged \
     && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]; }
 verdict "Docker Compose v1 is refused before anything on the host is touched"
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/no-such-docker', compose]
+deploy_app_compose_src: $tmp/compose.yml
+deploy_app_healthcheck_command: []"
+run compose-missing "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -ne 0 ] && in_log "needs Docker Compose v2.17 or later" && in_log "no-such-docker" && unchanged \
+    && [ "$(cat "$(app_dir test-web1)/.env")" = "$env_before" ]; }
+verdict "a host without docker is refused before anything on it is touched"
 no_override
 
 # --- two apps deployed to one workspace at the same time --------------------------
@@ -486,7 +505,8 @@ pid_web=$!
 pid_api=$!
 wait "$pid_web"; rc_web=$?
 wait "$pid_api"; rc_api=$?
-log=$log_api
+log=$tmp/logs/together.log
+cat "$log_web" "$log_api" >"$log"
 api_info() { echo "$tmp/hosts/$1/opt/acme/api/deploy-info.yml"; }
 { [ -n "$DA" ] && [ "$rc_web" -eq 0 ] && [ "$rc_api" -eq 0 ] && both_digest "$D2" \
     && [ "$(field "$(api_info test-web1)" digest)" = "$DA" ] && [ "$(field "$(api_info test-web2)" digest)" = "$DA" ] \
