@@ -264,8 +264,14 @@ pub fn missing_workspaces(policy: &Policy, states: &[DeployState]) -> Vec<String
 pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Policy, now: DateTime<Utc>) -> Plan {
     let mut warnings = BTreeSet::new();
     let mut records_by_image: HashMap<&str, Vec<&DeployRecord>> = HashMap::new();
+    // The same repository named on another registry host: possibly this
+    // registry under another name (`localhost:5000`, `127.0.0.1:5000`).
+    let mut records_by_path: HashMap<&str, Vec<&DeployRecord>> = HashMap::new();
     for r in states.iter().flat_map(|s| &s.records) {
         records_by_image.entry(r.image.as_str()).or_default().push(r);
+        if let Some((_, path)) = r.image.split_once('/') {
+            records_by_path.entry(path).or_default().push(r);
+        }
     }
 
     let mut order: Vec<&RepositoryListing> = listings.iter().collect();
@@ -276,7 +282,14 @@ pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Pol
     for listing in &order {
         let image = listing.image_name();
         let records = records_by_image.get(image.as_str()).map_or(&[][..], Vec::as_slice);
-        let (repo_plan, blobs) = plan_repository(listing, image, records, policy, now, &mut warnings);
+        let elsewhere: Vec<&DeployRecord> = records_by_path
+            .get(listing.repository.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|r| r.image != image)
+            .copied()
+            .collect();
+        let (repo_plan, blobs) = plan_repository(listing, image, records, &elsewhere, policy, now, &mut warnings);
         repositories.push(repo_plan);
         blobs_per_repo.push(blobs);
     }
@@ -385,10 +398,16 @@ struct Node<'a> {
 
 type Blobs = BTreeMap<Digest, u64>;
 
+/// `records` name this repository; `elsewhere` name a repository of the
+/// same path on another registry host: they protect the digests of theirs
+/// found here (a digest names content, so keeping one of them keeps what
+/// such a host runs if the two names are one registry; if they are not,
+/// it keeps an identical image), and are never "missing".
 fn plan_repository(
     listing: &RepositoryListing,
     image: String,
     records: &[&DeployRecord],
+    elsewhere: &[&DeployRecord],
     policy: &Policy,
     now: DateTime<Utc>,
     warnings: &mut BTreeSet<String>,
@@ -431,11 +450,14 @@ fn plan_repository(
     }
 
     // Deploy records.
-    for r in records {
+    let here = records.iter().map(|r| (r, true));
+    for (r, named_here) in here.chain(elsewhere.iter().map(|r| (r, false))) {
         let recent = r.recent_digests(retention.protect_history.max(1));
         for (i, d) in recent.into_iter().enumerate() {
             let Some(&n) = index.get(d) else {
-                warnings.insert(missing_warning(r, d, i == 0));
+                if named_here {
+                    warnings.insert(missing_warning(r, d, i == 0));
+                }
                 continue;
             };
             nodes[n].reasons.push(if i == 0 {

@@ -117,10 +117,12 @@ pub fn check_apply(policy: &Policy, states: &[DeployState]) -> Result<(), ApplyR
 }
 
 /// Warnings about deploy records that name images on another registry than
-/// the one cleaned: they protect nothing in this run, which is right for
-/// images from elsewhere (`docker.io/library/postgres`) and a mistake when
-/// the same registry is named two ways (`localhost:5000` and
-/// `127.0.0.1:5000`). One warning per other registry, sorted.
+/// the one cleaned, which is right for images from elsewhere
+/// (`docker.io/library/postgres`) and a mistake when the same registry is
+/// named two ways (`localhost:5000` and `127.0.0.1:5000`). They protect
+/// the digests they name in a repository of the same path here all the
+/// same (see `cleanup::plan`), but a deployed digest that is not there is
+/// not reported as missing. One warning per other registry, sorted.
 pub fn foreign_record_warnings(registry: &str, states: &[DeployState]) -> Vec<String> {
     let mut other: BTreeMap<&str, usize> = BTreeMap::new();
     for r in states.iter().flat_map(|s| &s.records) {
@@ -133,11 +135,13 @@ pub fn foreign_record_warnings(registry: &str, states: &[DeployState]) -> Vec<St
         .into_iter()
         .map(|(host, n)| {
             format!(
-                "{n} deploy record{} name{} images on `{host}`, not on `{registry}`: {} nothing here \
-                 (if `{host}` is this registry under another name, run with that name)",
+                "{n} deploy record{} name{} images on `{host}`, not on `{registry}`: {} only the digests \
+                 {} in a repository of the same path here (if `{host}` is this registry under another name, \
+                 run with that name)",
                 if n == 1 { "" } else { "s" },
                 if n == 1 { "s" } else { "" },
                 if n == 1 { "it protects" } else { "they protect" },
+                if n == 1 { "it names" } else { "they name" },
             )
         })
         .collect()
@@ -949,10 +953,12 @@ mod tests {
         assert_eq!(
             foreign_record_warnings("127.0.0.1:5000", &states),
             [
-                "2 deploy records name images on `docker.io`, not on `127.0.0.1:5000`: they protect nothing here \
-                 (if `docker.io` is this registry under another name, run with that name)",
-                "1 deploy record names images on `localhost:5000`, not on `127.0.0.1:5000`: it protects nothing here \
-                 (if `localhost:5000` is this registry under another name, run with that name)",
+                "2 deploy records name images on `docker.io`, not on `127.0.0.1:5000`: they protect only the \
+                 digests they name in a repository of the same path here (if `docker.io` is this registry under \
+                 another name, run with that name)",
+                "1 deploy record names images on `localhost:5000`, not on `127.0.0.1:5000`: it protects only the \
+                 digests it names in a repository of the same path here (if `localhost:5000` is this registry \
+                 under another name, run with that name)",
             ]
         );
         assert!(foreign_record_warnings("docker.io", &states[..1]).len() == 1);

@@ -539,6 +539,68 @@ fn blobs_shared_with_another_repository_are_not_reclaimed() {
     assert_eq!(p.reclaim_bytes, 10 * MIB + 1000);
 }
 
+/// `localhost:5000` and `127.0.0.1:5000` are one registry: a record that
+/// names it the other way still keeps what the host runs and may go back
+/// to, but a digest of it that is not here is not "missing".
+#[test]
+fn a_record_naming_the_registry_another_way_still_protects_its_digests() {
+    let (run, back, old) = (digest("running"), digest("rollback"), digest("old"));
+    let listing = RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/web".into(),
+        tags: [
+            ("aaaaaaa".to_string(), run.clone()),
+            ("bbbbbbb".to_string(), back.clone()),
+            ("ccccccc".to_string(), old.clone()),
+        ]
+        .into(),
+        images: [&run, &back, &old]
+            .into_iter()
+            .map(|d| {
+                (
+                    d.clone(),
+                    entry(d, ManifestKind::Image, Some(hours_ago(5000)), &[], &[]),
+                )
+            })
+            .collect(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, protect_history: 2}"
+        .parse()
+        .unwrap();
+    let alias = "registry.alias.test/acme/web";
+    let states = [state(
+        "dev",
+        vec![
+            record("h1", "web", alias, &run, &[&back]),
+            record("h2", "web", alias, &digest("not-here"), &[]),
+        ],
+    )];
+    let p = plan(std::slice::from_ref(&listing), &states, &policy, now());
+    let kept = find(&p, "acme/web", &run);
+    assert_eq!(kept.decision, Decision::Keep);
+    assert!(
+        matches!(&kept.reasons[..], [Reason::Deployed { host, .. }] if host == "h1"),
+        "{:?}",
+        kept.reasons
+    );
+    let back = find(&p, "acme/web", &back);
+    assert_eq!(back.decision, Decision::Keep);
+    assert!(
+        matches!(&back.reasons[..], [Reason::RollbackTarget { .. }]),
+        "{:?}",
+        back.reasons
+    );
+    assert_eq!(find(&p, "acme/web", &old).decision, Decision::Delete);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    // Another repository path is another image, whatever the host.
+    let other = [state(
+        "dev",
+        vec![record("h1", "web", "registry.alias.test/acme/api", &run, &[])],
+    )];
+    let p = plan(&[listing], &other, &policy, now());
+    assert_eq!(find(&p, "acme/web", &run).decision, Decision::Delete);
+}
+
 #[test]
 fn unlisted_tag_target_is_kept_and_unlisted_repository_warns() {
     let d = digest("unreadable");

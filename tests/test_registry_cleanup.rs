@@ -524,6 +524,37 @@ fn deploy_state_alone_protects_the_current_and_recent_digests() {
     assert_eq!(t1["reasons"][0]["rule"], "expired");
 }
 
+/// The deploy state names the registry `localhost:PORT`, the cleanup runs
+/// on `127.0.0.1:PORT`: one registry, two names. What the hosts run and
+/// may go back to stays, with a warning naming the other name.
+#[test]
+fn deploy_state_naming_the_registry_another_way_protects_all_the_same() {
+    let f = Fixture::new();
+    let alias = f.reg.host.replacen("127.0.0.1", "localhost", 1);
+    assert_ne!(alias, f.reg.host);
+    f.write_states(&alias);
+    std::fs::write(
+        f.path("policy.yml"),
+        "workspaces: [dev, prod]\ndefaults: {keep_last: 0, keep_younger_than: 0s, keep_tags: [], protect_history: 2}\n",
+    )
+    .unwrap();
+    let o = f.run(&f.reg.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("2 deploy records name images on `{alias}`, not on `{}`", f.reg.host)),
+        "{}",
+        stderr(&o)
+    );
+    let kept = f.digests(&["t2", "t3", "t7"]);
+    let all: BTreeSet<Digest> = f.d.values().cloned().collect();
+    let deleted: BTreeSet<Digest> = all.difference(&kept).cloned().collect();
+    assert_eq!(result_digests(&json(&o), "deleted"), deleted);
+    assert_eq!(f.gone(), deleted);
+    for t in ["t2", "t3", "t7"] {
+        pulls_completely(&f.reg.repo(&format!("acme/web:{t}"))).unwrap();
+    }
+}
+
 #[test]
 fn apply_refuses_without_deploy_state_for_every_workspace_and_touches_nothing() {
     let f = Fixture::new();
