@@ -541,7 +541,10 @@ fn deploy_state_naming_the_registry_another_way_protects_all_the_same() {
     let o = f.run(&f.reg.host, &["--apply", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains(&format!("2 deploy records name images on `{alias}`, not on `{}`", f.reg.host)),
+        stderr(&o).contains(&format!(
+            "2 deploy records name images on `{alias}`, not on `{}`",
+            f.reg.host
+        )),
         "{}",
         stderr(&o)
     );
