@@ -165,6 +165,13 @@ pub enum Reason {
     Undated,
     /// A child of the kept index `index`.
     ChildOfKeptIndex { index: Digest },
+    /// An index holding `digest`, which a deploy record protects: deleting
+    /// the index would leave the child untagged and unreferenced, which a
+    /// registry's collection of untagged manifests takes.
+    HoldsProtected { digest: Digest },
+    /// A child, while a tagged manifest of the repository could not be read
+    /// (`indexes`): it may be an index holding this one too.
+    MaybeInUnreadable { indexes: Vec<Digest> },
     /// A tag points to it but the listing has no manifest for it.
     NotListed,
     /// Dated, older than the grace period, and beyond `keep_last` (`rank`
@@ -202,6 +209,12 @@ impl fmt::Display for Reason {
             Reason::YoungerThan { keep_younger_than } => write!(f, "younger than {keep_younger_than}"),
             Reason::Undated => f.write_str("undated, keep_undated"),
             Reason::ChildOfKeptIndex { index } => write!(f, "child of kept index {}", index.short(12)),
+            Reason::HoldsProtected { digest } => write!(f, "holds protected {}", digest.short(12)),
+            Reason::MaybeInUnreadable { indexes } => {
+                f.write_str("may be in unreadable ")?;
+                let short: Vec<&str> = indexes.iter().map(|d| d.short(12)).collect();
+                f.write_str(&short.join(", "))
+            }
             Reason::NotListed => f.write_str("manifest not listed, kept to be safe"),
             Reason::Expired {
                 keep_younger_than,
@@ -477,6 +490,28 @@ fn plan_repository(
         }
     }
 
+    // Up from what deploy records protect: the indexes holding it, transitively.
+    let mut up: Vec<usize> = (0..nodes.len())
+        .filter(|&i| {
+            nodes[i]
+                .reasons
+                .iter()
+                .any(|r| matches!(r, Reason::Deployed { .. } | Reason::RollbackTarget { .. }))
+        })
+        .collect();
+    let mut holds = vec![false; nodes.len()];
+    while let Some(i) = up.pop() {
+        let child = nodes[i].digest;
+        let parents: Vec<usize> = nodes[i].parents.iter().filter_map(|p| index.get(p).copied()).collect();
+        for p in parents {
+            nodes[p].reasons.push(Reason::HoldsProtected { digest: child.clone() });
+            if !holds[p] {
+                holds[p] = true;
+                up.push(p);
+            }
+        }
+    }
+
     // keep_last over the tagged, dated digests.
     let mut ranked: Vec<usize> = (0..nodes.len())
         .filter(|&i| !nodes[i].tags.is_empty() && nodes[i].created.is_some())
@@ -524,6 +559,21 @@ fn plan_repository(
             ));
         } else if n.created.is_none() && retention.keep_undated {
             n.reasons.push(Reason::Undated);
+        }
+    }
+
+    // A tagged manifest that could not be read may be an index: what it
+    // holds is unknown, so no child of this repository goes.
+    let unreadable: Vec<Digest> = nodes
+        .iter()
+        .filter(|n| n.top && n.entry.is_none())
+        .map(|n| n.digest.clone())
+        .collect();
+    if !unreadable.is_empty() {
+        for n in nodes.iter_mut().filter(|n| !n.top) {
+            n.reasons.push(Reason::MaybeInUnreadable {
+                indexes: unreadable.clone(),
+            });
         }
     }
 
@@ -910,6 +960,16 @@ mod tests {
             (
                 Reason::ChildOfKeptIndex { index: d.clone() },
                 format!("child of kept index {}", d.short(12)),
+            ),
+            (
+                Reason::HoldsProtected { digest: d.clone() },
+                format!("holds protected {}", d.short(12)),
+            ),
+            (
+                Reason::MaybeInUnreadable {
+                    indexes: vec![d.clone()],
+                },
+                format!("may be in unreadable {}", d.short(12)),
             ),
             (Reason::NotListed, "manifest not listed, kept to be safe".into()),
             (

@@ -539,6 +539,98 @@ fn blobs_shared_with_another_repository_are_not_reclaimed() {
     assert_eq!(p.reclaim_bytes, 10 * MIB + 1000);
 }
 
+/// A host deployed a platform image by its digest: the old index holding
+/// it stays (deleted, it would leave the child unreferenced for a
+/// collection of untagged manifests), and with it its other children.
+#[test]
+fn an_index_holding_a_deployed_platform_image_is_kept() {
+    let (idx, amd, arm, other) = (digest("index"), digest("amd64"), digest("arm64"), digest("other"));
+    let old = Some(hours_ago(5000));
+    let listing = RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/multi".into(),
+        tags: [
+            ("aaaaaaa".to_string(), idx.clone()),
+            ("bbbbbbb".to_string(), other.clone()),
+        ]
+        .into(),
+        images: [
+            (
+                idx.clone(),
+                entry(&idx, ManifestKind::Index, old.clone(), &[amd.clone(), arm.clone()], &[]),
+            ),
+            (amd.clone(), entry(&amd, ManifestKind::Image, old.clone(), &[], &[])),
+            (arm.clone(), entry(&arm, ManifestKind::Image, old.clone(), &[], &[])),
+            (other.clone(), entry(&other, ManifestKind::Image, old.clone(), &[], &[])),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0}".parse().unwrap();
+    let image = format!("{REGISTRY}/acme/multi");
+    let states = [state("dev", vec![record("h1", "multi", &image, &amd, &[])])];
+    let p = plan(&[listing], &states, &policy, now());
+    let x = find(&p, "acme/multi", &idx);
+    assert_eq!(x.decision, Decision::Keep);
+    assert_eq!(x.reasons, [Reason::HoldsProtected { digest: amd.clone() }]);
+    assert_eq!(find(&p, "acme/multi", &amd).decision, Decision::Keep);
+    let arm = find(&p, "acme/multi", &arm);
+    assert_eq!(
+        (arm.decision, &arm.reasons),
+        (Decision::Keep, &vec![Reason::ChildOfKeptIndex { index: idx.clone() }])
+    );
+    assert_eq!(find(&p, "acme/multi", &other).decision, Decision::Delete);
+}
+
+/// A tagged manifest that could not be read may be an index sharing a
+/// child with one that goes: no child of the repository goes.
+#[test]
+fn no_child_goes_while_a_tagged_manifest_is_unreadable() {
+    let (lost, idx, shared, own) = (digest("lost"), digest("index"), digest("shared"), digest("own"));
+    let old = Some(hours_ago(5000));
+    let listing = RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/multi".into(),
+        tags: [
+            ("xxxxxxx".to_string(), lost.clone()),
+            ("yyyyyyy".to_string(), idx.clone()),
+        ]
+        .into(),
+        images: [
+            (
+                idx.clone(),
+                entry(
+                    &idx,
+                    ManifestKind::Index,
+                    old.clone(),
+                    &[shared.clone(), own.clone()],
+                    &[],
+                ),
+            ),
+            (
+                shared.clone(),
+                entry(&shared, ManifestKind::Image, old.clone(), &[], &[]),
+            ),
+            (own.clone(), entry(&own, ManifestKind::Image, old.clone(), &[], &[])),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0}".parse().unwrap();
+    let p = plan(&[listing], &[], &policy, now());
+    assert_eq!(find(&p, "acme/multi", &lost).decision, Decision::Keep);
+    assert_eq!(find(&p, "acme/multi", &idx).decision, Decision::Delete);
+    for child in [&shared, &own] {
+        let c = find(&p, "acme/multi", child);
+        assert_eq!(c.decision, Decision::Keep, "{:?}", c.reasons);
+        assert!(
+            c.reasons.contains(&Reason::MaybeInUnreadable {
+                indexes: vec![lost.clone()]
+            }),
+            "{:?}",
+            c.reasons
+        );
+    }
+}
+
 /// `localhost:5000` and `127.0.0.1:5000` are one registry: a record that
 /// names it the other way still keeps what the host runs and may go back
 /// to, but a digest of it that is not here is not "missing".
