@@ -276,14 +276,23 @@ pub fn missing_workspaces(policy: &Policy, states: &[DeployState]) -> Vec<String
 /// deploy records of `states` name, as of `now`.
 pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Policy, now: DateTime<Utc>) -> Plan {
     let mut warnings = BTreeSet::new();
-    let mut records_by_image: HashMap<&str, Vec<&DeployRecord>> = HashMap::new();
+    // What each record protects, by the image each digest was deployed
+    // from (a history entry may name another repository than the record).
+    let mut by_image: HashMap<&str, Vec<Protection>> = HashMap::new();
     // The same repository named on another registry host: possibly this
     // registry under another name (`localhost:5000`, `127.0.0.1:5000`).
-    let mut records_by_path: HashMap<&str, Vec<&DeployRecord>> = HashMap::new();
+    let mut by_path: HashMap<&str, Vec<(&str, Protection)>> = HashMap::new();
     for r in states.iter().flat_map(|s| &s.records) {
-        records_by_image.entry(r.image.as_str()).or_default().push(r);
-        if let Some((_, path)) = r.image.split_once('/') {
-            records_by_path.entry(path).or_default().push(r);
+        let protect_history = policy.retention_for(repository_path(&r.image)).protect_history.max(1);
+        for (i, (image, digest)) in r.recent_deploys(protect_history).into_iter().enumerate() {
+            let p = Protection {
+                record: r,
+                digest,
+                current: i == 0,
+                protect_history,
+            };
+            by_image.entry(image).or_default().push(p);
+            by_path.entry(repository_path(image)).or_default().push((image, p));
         }
     }
 
@@ -294,15 +303,15 @@ pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Pol
     let mut blobs_per_repo = Vec::with_capacity(order.len());
     for listing in &order {
         let image = listing.image_name();
-        let records = records_by_image.get(image.as_str()).map_or(&[][..], Vec::as_slice);
-        let elsewhere: Vec<&DeployRecord> = records_by_path
+        let here = by_image.get(image.as_str()).map_or(&[][..], Vec::as_slice);
+        let elsewhere: Vec<Protection> = by_path
             .get(listing.repository.as_str())
             .into_iter()
             .flatten()
-            .filter(|r| r.image != image)
-            .copied()
+            .filter(|(i, _)| *i != image)
+            .map(|(_, p)| *p)
             .collect();
-        let (repo_plan, blobs) = plan_repository(listing, image, records, &elsewhere, policy, now, &mut warnings);
+        let (repo_plan, blobs) = plan_repository(listing, image, here, &elsewhere, policy, now, &mut warnings);
         repositories.push(repo_plan);
         blobs_per_repo.push(blobs);
     }
@@ -310,22 +319,18 @@ pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Pol
     // Deploy records of a listed registry whose repository is not listed.
     let listed: HashSet<&str> = repositories.iter().map(|r| r.image.as_str()).collect();
     let registries: BTreeSet<&str> = order.iter().map(|l| l.registry.as_str()).collect();
-    for (image, records) in &records_by_image {
+    for (image, protections) in &by_image {
         if listed.contains(image) {
             continue;
         }
-        let Some(registry) = registries
+        if !registries
             .iter()
-            .find(|reg| image.strip_prefix(**reg).is_some_and(|rest| rest.starts_with('/')))
-        else {
+            .any(|reg| image.strip_prefix(*reg).is_some_and(|rest| rest.starts_with('/')))
+        {
             continue;
-        };
-        let repository = &image[registry.len() + 1..];
-        for r in records {
-            let history = policy.retention_for(repository).protect_history;
-            for (i, d) in r.recent_digests(history.max(1)).into_iter().enumerate() {
-                warnings.insert(missing_warning(r, d, i == 0));
-            }
+        }
+        for p in protections {
+            warnings.insert(missing_warning(p.record, p.digest, p.current));
         }
     }
 
@@ -396,6 +401,22 @@ fn missing_warning(r: &DeployRecord, digest: &Digest, current: bool) -> String {
     }
 }
 
+/// One digest a deploy record protects.
+#[derive(Clone, Copy)]
+struct Protection<'a> {
+    record: &'a DeployRecord,
+    digest: &'a Digest,
+    /// The record's current deploy (else a rollback target).
+    current: bool,
+    /// `protect_history` of the record's repository.
+    protect_history: usize,
+}
+
+/// `repository` of `registry/repository`.
+fn repository_path(image: &str) -> &str {
+    image.split_once('/').map_or(image, |(_, path)| path)
+}
+
 /// One digest while a repository is being decided.
 struct Node<'a> {
     digest: &'a Digest,
@@ -411,16 +432,16 @@ struct Node<'a> {
 
 type Blobs = BTreeMap<Digest, u64>;
 
-/// `records` name this repository; `elsewhere` name a repository of the
-/// same path on another registry host: they protect the digests of theirs
-/// found here (a digest names content, so keeping one of them keeps what
-/// such a host runs if the two names are one registry; if they are not,
-/// it keeps an identical image), and are never "missing".
+/// `here` are deploys of this repository; `elsewhere` of a repository of
+/// the same path on another registry host: they protect the digests of
+/// theirs found here (a digest names content, so keeping one of them keeps
+/// what such a host runs if the two names are one registry; if they are
+/// not, it keeps an identical image), and are never "missing".
 fn plan_repository(
     listing: &RepositoryListing,
     image: String,
-    records: &[&DeployRecord],
-    elsewhere: &[&DeployRecord],
+    here: &[Protection],
+    elsewhere: &[Protection],
     policy: &Policy,
     now: DateTime<Utc>,
     warnings: &mut BTreeSet<String>,
@@ -463,31 +484,29 @@ fn plan_repository(
     }
 
     // Deploy records.
-    let here = records.iter().map(|r| (r, true));
-    for (r, named_here) in here.chain(elsewhere.iter().map(|r| (r, false))) {
-        let recent = r.recent_digests(retention.protect_history.max(1));
-        for (i, d) in recent.into_iter().enumerate() {
-            let Some(&n) = index.get(d) else {
-                if named_here {
-                    warnings.insert(missing_warning(r, d, i == 0));
-                }
-                continue;
-            };
-            nodes[n].reasons.push(if i == 0 {
-                Reason::Deployed {
-                    workspace: r.workspace.clone(),
-                    host: r.host.clone(),
-                    app: r.app.clone(),
-                }
-            } else {
-                Reason::RollbackTarget {
-                    workspace: r.workspace.clone(),
-                    host: r.host.clone(),
-                    app: r.app.clone(),
-                    protect_history: retention.protect_history,
-                }
-            });
-        }
+    let named_here = here.iter().map(|p| (p, true));
+    for (p, named_here) in named_here.chain(elsewhere.iter().map(|p| (p, false))) {
+        let r = p.record;
+        let Some(&n) = index.get(p.digest) else {
+            if named_here {
+                warnings.insert(missing_warning(r, p.digest, p.current));
+            }
+            continue;
+        };
+        nodes[n].reasons.push(if p.current {
+            Reason::Deployed {
+                workspace: r.workspace.clone(),
+                host: r.host.clone(),
+                app: r.app.clone(),
+            }
+        } else {
+            Reason::RollbackTarget {
+                workspace: r.workspace.clone(),
+                host: r.host.clone(),
+                app: r.app.clone(),
+                protect_history: p.protect_history,
+            }
+        });
     }
 
     // Up from what deploy records protect: the indexes holding it, transitively.

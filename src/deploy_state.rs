@@ -89,6 +89,11 @@ pub struct DeployRecord {
 /// One earlier deploy of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// `registry/repository` it was deployed from, when the history says
+    /// (deploy-history.yml holds whole records): an app may have been
+    /// deployed from another repository before. `None`: the record's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     pub digest: Digest,
     #[serde(default)]
     pub tag: Option<String>,
@@ -125,11 +130,16 @@ impl DeployState {
 }
 
 impl DeployRecord {
-    /// The distinct digests of the last `n` deploys, newest first, the
-    /// current one included (it counts as the newest).
-    pub fn recent_digests(&self, n: usize) -> Vec<&Digest> {
-        let mut out: Vec<&Digest> = Vec::new();
-        let newest_first = std::iter::once(&self.digest).chain(self.history.iter().rev().map(|h| &h.digest));
+    /// The distinct (image, digest) pairs of the last `n` deploys, newest
+    /// first, the current one included (it counts as the newest).
+    pub fn recent_deploys(&self, n: usize) -> Vec<(&str, &Digest)> {
+        let mut out: Vec<(&str, &Digest)> = Vec::new();
+        let newest_first = std::iter::once((self.image.as_str(), &self.digest)).chain(
+            self.history
+                .iter()
+                .rev()
+                .map(|h| (h.image.as_deref().unwrap_or(&self.image), &h.digest)),
+        );
         for d in newest_first {
             if out.len() >= n {
                 break;
@@ -139,6 +149,16 @@ impl DeployRecord {
             }
         }
         out
+    }
+
+    /// The digests of [`DeployRecord::recent_deploys`] that are of the
+    /// record's own image.
+    pub fn recent_digests(&self, n: usize) -> Vec<&Digest> {
+        self.recent_deploys(n)
+            .into_iter()
+            .filter(|(image, _)| *image == self.image)
+            .map(|(_, d)| d)
+            .collect()
     }
 }
 

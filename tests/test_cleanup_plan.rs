@@ -69,6 +69,7 @@ fn record(host: &str, app: &str, image: &str, current: &Digest, history: &[&Dige
         history: history
             .iter()
             .map(|d| HistoryEntry {
+                image: None,
                 digest: (*d).clone(),
                 tag: None,
                 deployed_at: None,
@@ -539,6 +540,45 @@ fn blobs_shared_with_another_repository_are_not_reclaimed() {
     assert_eq!(p.reclaim_bytes, 10 * MIB + 1000);
 }
 
+/// The app came from another repository before (its history names it):
+/// those rollback targets are kept in that repository, and are not
+/// "missing" from the current one.
+#[test]
+fn rollback_targets_from_another_repository_are_kept_there() {
+    let (o1, o2, o3, w) = (digest("old-1"), digest("old-2"), digest("old-3"), digest("web"));
+    let old = Some(hours_ago(5000));
+    let listing = |repo: &str, ds: &[&Digest]| RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: repo.into(),
+        tags: ds.iter().map(|d| (d.short(7).to_string(), (*d).clone())).collect(),
+        images: ds
+            .iter()
+            .map(|d| ((*d).clone(), entry(d, ManifestKind::Image, old.clone(), &[], &[])))
+            .collect(),
+    };
+    let listings = [listing("acme/web-old", &[&o1, &o2, &o3]), listing("acme/web", &[&w])];
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, protect_history: 3}"
+        .parse()
+        .unwrap();
+    let before = format!("{REGISTRY}/acme/web-old");
+    let mut r = record("h1", "web", &format!("{REGISTRY}/acme/web"), &w, &[&o2, &o3, &w]);
+    for h in &mut r.history[..2] {
+        h.image = Some(before.clone());
+    }
+    let p = plan(&listings, &[state("dev", vec![r])], &policy, now());
+    assert_eq!(find(&p, "acme/web", &w).decision, Decision::Keep);
+    for d in [&o3, &o2] {
+        let x = find(&p, "acme/web-old", d);
+        assert!(
+            x.decision == Decision::Keep && matches!(&x.reasons[..], [Reason::RollbackTarget { .. }]),
+            "{d}: {:?}",
+            x.reasons
+        );
+    }
+    assert_eq!(find(&p, "acme/web-old", &o1).decision, Decision::Delete);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
 /// A host deployed a platform image by its digest: the old index holding
 /// it stays (deleted, it would leave the child unreferenced for a
 /// collection of untagged manifests), and with it its other children.
@@ -945,6 +985,7 @@ impl World {
                         rec.history = history
                             .into_iter()
                             .map(|digest| HistoryEntry {
+                                image: None,
                                 digest,
                                 tag: None,
                                 deployed_at: None,
