@@ -52,11 +52,12 @@ pub struct DeployState {
     /// When the playbook collected it (RFC 3339 UTC).
     #[serde(default)]
     pub collected_at: Option<String>,
-    /// Every host of the workspace; all of them answered.
-    #[serde(default)]
+    /// Every host of the workspace; all of them answered. Required, as
+    /// `records` is: a file without them is not a deploy state (say an
+    /// `images_overview --json`), and taken for one it would protect
+    /// nothing while unlocking `registry_cleanup --apply`.
     pub hosts: Vec<String>,
     /// One record per deploy-info.yml found on those hosts.
-    #[serde(default)]
     pub records: Vec<DeployRecord>,
 }
 

@@ -668,6 +668,32 @@ fn bad_policy_or_deploy_state_exit_2_naming_the_file() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
+    // Not a deploy state (an images_overview --json): refused, not taken
+    // for a workspace without deploys that would unlock --apply.
+    let overview = f.path("overview.json");
+    std::fs::write(
+        &overview,
+        r#"{"image": "x/y", "workspace": "dev", "deployed": [], "tags": []}"#,
+    )
+    .unwrap();
+    let o = env.run(
+        BIN,
+        &[
+            &f.reg.host,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--protected",
+            overview.to_str().unwrap(),
+            "--apply",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("overview.json") && stderr(&o).contains("missing field"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(f.gone(), BTreeSet::new(), "nothing deleted");
     let o = env.run(BIN, &[&f.reg.host, "--policy", policy.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "--protected is required");
     let o = env.run(
