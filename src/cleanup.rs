@@ -169,8 +169,9 @@ pub enum Reason {
     /// the index would leave the child untagged and unreferenced, which a
     /// registry's collection of untagged manifests takes.
     HoldsProtected { digest: Digest },
-    /// A child, while a tagged manifest of the repository could not be read
-    /// (`indexes`): it may be an index holding this one too.
+    /// Any digest of a repository where a tagged manifest could not be read
+    /// (`indexes`): that one may be an index holding this one (tagged
+    /// platform images included), so nothing of the repository goes.
     MaybeInUnreadable { indexes: Vec<Digest> },
     /// A tag points to it but the listing has no manifest for it.
     NotListed,
@@ -582,14 +583,15 @@ fn plan_repository(
     }
 
     // A tagged manifest that could not be read may be an index: what it
-    // holds is unknown, so no child of this repository goes.
+    // holds is unknown (tagged platform images too, and deleting an index
+    // would orphan its children for good), so nothing of this repository goes.
     let unreadable: Vec<Digest> = nodes
         .iter()
         .filter(|n| n.top && n.entry.is_none())
         .map(|n| n.digest.clone())
         .collect();
     if !unreadable.is_empty() {
-        for n in nodes.iter_mut().filter(|n| !n.top) {
+        for n in nodes.iter_mut().filter(|n| n.entry.is_some()) {
             n.reasons.push(Reason::MaybeInUnreadable {
                 indexes: unreadable.clone(),
             });

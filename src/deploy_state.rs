@@ -131,8 +131,10 @@ impl DeployState {
 }
 
 impl DeployRecord {
-    /// The distinct (image, digest) pairs of the last `n` deploys, newest
-    /// first, the current one included (it counts as the newest).
+    /// The (image, digest) pairs of the last `n` distinct digests deployed
+    /// of each image, newest first, the current one included (it counts as
+    /// the newest of its image). Per image, so that an app that came from
+    /// another repository before keeps `n` of this one too.
     pub fn recent_deploys(&self, n: usize) -> Vec<(&str, &Digest)> {
         let mut out: Vec<(&str, &Digest)> = Vec::new();
         let newest_first = std::iter::once((self.image.as_str(), &self.digest)).chain(
@@ -142,12 +144,10 @@ impl DeployRecord {
                 .map(|h| (h.image.as_deref().unwrap_or(&self.image), &h.digest)),
         );
         for d in newest_first {
-            if out.len() >= n {
-                break;
+            if out.contains(&d) || out.iter().filter(|(image, _)| *image == d.0).count() >= n {
+                continue;
             }
-            if !out.contains(&d) {
-                out.push(d);
-            }
+            out.push(d);
         }
         out
     }
@@ -197,12 +197,69 @@ mod tests {
     }
 
     #[test]
+    fn each_image_keeps_its_own_window() {
+        let dg = |c: char| -> Digest { d(c).parse().unwrap() };
+        let entry = |image: Option<&str>, c: char| HistoryEntry {
+            image: image.map(str::to_string),
+            digest: dg(c),
+            tag: None,
+            deployed_at: None,
+        };
+        // Oldest first: new@a, old@b, old@c, then the current new@e.
+        let r = DeployRecord {
+            host: "h".into(),
+            path: None,
+            app: "a".into(),
+            workspace: "dev".into(),
+            image: "r/new".into(),
+            tag: None,
+            digest: dg('e'),
+            description: None,
+            deployed_at: None,
+            deployed_by: None,
+            history: vec![
+                entry(None, 'a'),
+                entry(Some("r/old"), 'b'),
+                entry(Some("r/old"), 'c'),
+                entry(Some("r/new"), 'e'),
+            ],
+        };
+        let (a, b, c, e) = (dg('a'), dg('b'), dg('c'), dg('e'));
+        assert_eq!(
+            r.recent_deploys(2),
+            vec![("r/new", &e), ("r/old", &c), ("r/old", &b), ("r/new", &a)],
+            "the previous digest of r/new is protected whatever came between"
+        );
+        assert_eq!(r.recent_deploys(1), vec![("r/new", &e), ("r/old", &c)]);
+        assert_eq!(r.recent_digests(2), vec![&e, &a]);
+    }
+
+    #[test]
     fn bad_files_name_the_path() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.json");
         std::fs::write(&p, r#"{"workspace": "dev", "records": [{"host": "h", "app": "a", "workspace": "prod", "image": "r/x", "digest": "sha256:00"}]}"#).unwrap();
         let e = DeployState::load(&p).unwrap_err().to_string();
         assert!(e.contains("bad.json"), "{e}");
+        let digest = format!("sha256:{}", "0".repeat(64));
+        let record =
+            format!(r#"{{"host": "h", "app": "a", "workspace": "prod", "image": "r/x", "digest": "{digest}"}}"#);
+        std::fs::write(
+            &p,
+            format!(r#"{{"workspace": "dev", "hosts": ["h"], "records": [{record}]}}"#),
+        )
+        .unwrap();
+        let e = DeployState::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("bad.json") && e.contains("prod"),
+            "a record of another workspace: {e}"
+        );
+        std::fs::write(&p, format!(r#"{{"workspace": "dev", "records": [{record}]}}"#)).unwrap();
+        let e = DeployState::load(&p).unwrap_err();
+        let source = std::error::Error::source(&e)
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        assert!(source.contains("missing field `hosts`"), "{e}: {source}");
         let missing = dir.path().join("missing.json");
         assert!(
             DeployState::load(&missing)

@@ -621,11 +621,18 @@ fn an_index_holding_a_deployed_platform_image_is_kept() {
     assert_eq!(find(&p, "acme/multi", &other).decision, Decision::Delete);
 }
 
-/// A tagged manifest that could not be read may be an index sharing a
-/// child with one that goes: no child of the repository goes.
+/// A tagged manifest that could not be read may be an index holding
+/// anything of the repository (tagged platform images too): nothing of the
+/// repository goes, and no index goes to leave its children unreferenced.
 #[test]
-fn no_child_goes_while_a_tagged_manifest_is_unreadable() {
-    let (lost, idx, shared, own) = (digest("lost"), digest("index"), digest("shared"), digest("own"));
+fn nothing_goes_while_a_tagged_manifest_is_unreadable() {
+    let (lost, idx, shared, own, platform) = (
+        digest("lost"),
+        digest("index"),
+        digest("shared"),
+        digest("own"),
+        digest("platform"),
+    );
     let old = Some(hours_ago(5000));
     let listing = RepositoryListing {
         registry: REGISTRY.into(),
@@ -633,6 +640,7 @@ fn no_child_goes_while_a_tagged_manifest_is_unreadable() {
         tags: [
             ("xxxxxxx".to_string(), lost.clone()),
             ("yyyyyyy".to_string(), idx.clone()),
+            ("xxxxxxx-amd64".to_string(), platform.clone()),
         ]
         .into(),
         images: [
@@ -651,24 +659,34 @@ fn no_child_goes_while_a_tagged_manifest_is_unreadable() {
                 entry(&shared, ManifestKind::Image, old.clone(), &[], &[]),
             ),
             (own.clone(), entry(&own, ManifestKind::Image, old.clone(), &[], &[])),
+            (
+                platform.clone(),
+                entry(&platform, ManifestKind::Image, old.clone(), &[], &[]),
+            ),
         ]
         .into(),
     };
     let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0}".parse().unwrap();
-    let p = plan(&[listing], &[], &policy, now());
+    let p = plan(std::slice::from_ref(&listing), &[], &policy, now());
     assert_eq!(find(&p, "acme/multi", &lost).decision, Decision::Keep);
-    assert_eq!(find(&p, "acme/multi", &idx).decision, Decision::Delete);
-    for child in [&shared, &own] {
-        let c = find(&p, "acme/multi", child);
-        assert_eq!(c.decision, Decision::Keep, "{:?}", c.reasons);
+    for d in [&idx, &shared, &own, &platform] {
+        let x = find(&p, "acme/multi", d);
+        assert_eq!(x.decision, Decision::Keep, "{d}: {:?}", x.reasons);
         assert!(
-            c.reasons.contains(&Reason::MaybeInUnreadable {
+            x.reasons.contains(&Reason::MaybeInUnreadable {
                 indexes: vec![lost.clone()]
             }),
             "{:?}",
-            c.reasons
+            x.reasons
         );
     }
+    assert_eq!(p.delete_count, 0);
+    // Another repository is not held back by it.
+    let mut other = listing.clone();
+    other.repository = "acme/other".into();
+    other.tags.remove("xxxxxxx");
+    let p = plan(&[listing, other], &[], &policy, now());
+    assert_eq!(find(&p, "acme/other", &platform).decision, Decision::Delete);
 }
 
 /// `localhost:5000` and `127.0.0.1:5000` are one registry: a record that
