@@ -8,7 +8,9 @@
 //! and every child of an index in the listing is decided:
 //!
 //! * **kept** when a deploy record names it (the current deploy, or one of
-//!   the last `protect_history` distinct digests of that record), when one
+//!   the last `protect_history` distinct digests of each image in that
+//!   record, so per app, host and image; an index holding such a digest
+//!   is kept too), when one
 //!   of its tags matches `keep_tags`, when it is among the `keep_last`
 //!   newest, when it is younger than `keep_younger_than`, when it is undated
 //!   and `keep_undated` is set, or when it is a child of a kept index;
@@ -26,7 +28,9 @@
 //!   digest, and keep wins. So a child goes only when every index that
 //!   holds it goes.
 //! * A tag that points to a digest missing from the listing (its manifest
-//!   could not be read) keeps that digest, with a warning: fail closed.
+//!   could not be read), or an index whose children are unknown (a nested
+//!   index), keeps every digest of its repository, with a warning: fail
+//!   closed, since it may hold any of them.
 //! * Bytes to reclaim count each blob (manifests included) reachable from a
 //!   deleted digest and from no kept digest of any repository of the same
 //!   registry, since registries share layers across repositories. It is an
@@ -573,7 +577,8 @@ fn plan_repository(
         if n.entry.is_none() {
             n.reasons.push(Reason::NotListed);
             warnings.insert(format!(
-                "`{image}`: tag(s) {} point to `{}`, whose manifest is not in the listing; it is kept",
+                "`{image}`: tag(s) {} point to `{}`, whose manifest is not in the listing; nothing of `{image}` \
+                 is deleted until it can be read (repair or untag it)",
                 n.tags.join(", "),
                 n.digest
             ));
@@ -585,9 +590,14 @@ fn plan_repository(
     // A tagged manifest that could not be read may be an index: what it
     // holds is unknown (tagged platform images too, and deleting an index
     // would orphan its children for good), so nothing of this repository goes.
+    // An index listed without children (the scan records a nested index
+    // so) holds unknown ones too.
     let unreadable: Vec<Digest> = nodes
         .iter()
-        .filter(|n| n.top && n.entry.is_none())
+        .filter(|n| match n.entry {
+            None => n.top,
+            Some(e) => e.kind == ManifestKind::Index && e.children.is_empty(),
+        })
         .map(|n| n.digest.clone())
         .collect();
     if !unreadable.is_empty() {

@@ -689,6 +689,53 @@ fn nothing_goes_while_a_tagged_manifest_is_unreadable() {
     assert_eq!(find(&p, "acme/other", &platform).decision, Decision::Delete);
 }
 
+/// The scan lists a nested index without its children: what it holds is
+/// unknown, so nothing of the repository goes (a tagged platform image it
+/// holds would otherwise be expired).
+#[test]
+fn nothing_goes_while_a_nested_index_hides_its_children() {
+    let (outer, nested, platform) = (digest("outer"), digest("nested"), digest("platform"));
+    let old = Some(hours_ago(5000));
+    let listing = RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/nested".into(),
+        tags: [
+            ("ooooooo".to_string(), outer.clone()),
+            ("ppppppp".to_string(), platform.clone()),
+        ]
+        .into(),
+        images: [
+            (
+                outer.clone(),
+                entry(
+                    &outer,
+                    ManifestKind::Index,
+                    old.clone(),
+                    std::slice::from_ref(&nested),
+                    &[],
+                ),
+            ),
+            (nested.clone(), entry(&nested, ManifestKind::Index, None, &[], &[])),
+            (
+                platform.clone(),
+                entry(&platform, ManifestKind::Image, old.clone(), &[], &[]),
+            ),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0}".parse().unwrap();
+    let p = plan(&[listing], &[], &policy, now());
+    assert_eq!(p.delete_count, 0, "{:#?}", p.repositories);
+    let x = find(&p, "acme/nested", &platform);
+    assert!(
+        x.reasons.contains(&Reason::MaybeInUnreadable {
+            indexes: vec![nested.clone()]
+        }),
+        "{:?}",
+        x.reasons
+    );
+}
+
 /// `localhost:5000` and `127.0.0.1:5000` are one registry: a record that
 /// names it the other way still keeps what the host runs and may go back
 /// to, but a digest of it that is not here is not "missing".
