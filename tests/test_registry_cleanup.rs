@@ -641,31 +641,18 @@ fn bad_policy_or_deploy_state_exit_2_naming_the_file() {
     let policy = f.path("policy.yml");
     let dev = f.path("dev.json");
     let env = Env::new();
-    let bad_policy = f.path("bad.yml");
-    let o = env.run(
-        BIN,
-        &[
-            &f.reg.host,
-            "--policy",
-            bad_policy.to_str().unwrap(),
-            "--protected",
-            dev.to_str().unwrap(),
-        ],
-    );
+    // registry_cleanup HOST --policy POLICY --protected STATE EXTRA...
+    let cleanup = |policy: &std::path::Path, state: &std::path::Path, extra: &[&str]| {
+        let (policy, state) = (policy.to_str().unwrap(), state.to_str().unwrap());
+        let mut args = vec![f.reg.host.as_str(), "--policy", policy, "--protected", state];
+        args.extend_from_slice(extra);
+        env.run(BIN, &args)
+    };
+    let o = cleanup(&f.path("bad.yml"), &dev, &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
     assert!(err.contains("bad.yml") && err.contains("`defaults.keep_last`"), "{err}");
-    let bad_state = f.path("bad.json");
-    let o = env.run(
-        BIN,
-        &[
-            &f.reg.host,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--protected",
-            bad_state.to_str().unwrap(),
-        ],
-    );
+    let o = cleanup(&policy, &f.path("bad.json"), &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("bad.json"), "{}", stderr(&o));
     // Not a deploy state (an images_overview --json): refused, not taken
@@ -676,17 +663,7 @@ fn bad_policy_or_deploy_state_exit_2_naming_the_file() {
         r#"{"image": "x/y", "workspace": "dev", "deployed": [], "tags": []}"#,
     )
     .unwrap();
-    let o = env.run(
-        BIN,
-        &[
-            &f.reg.host,
-            "--policy",
-            policy.to_str().unwrap(),
-            "--protected",
-            overview.to_str().unwrap(),
-            "--apply",
-        ],
-    );
+    let o = cleanup(&policy, &overview, &["--apply"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("overview.json") && stderr(&o).contains("missing field"),
