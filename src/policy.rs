@@ -3,6 +3,7 @@
 //! before anything is planned.
 //!
 //! ```yaml
+//! registry: registry.example.com  # optional: the only registry this policy is for
 //! workspaces: [dev, prod]     # deploy state of each is required before --apply
 //! defaults:
 //!   keep_last: 10             # newest N digests per repository by created
@@ -45,7 +46,7 @@ use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_norway::Value;
 
-use crate::reference::validate_repository;
+use crate::reference::{validate_host, validate_repository};
 
 /// Built-in default of [`Retention::keep_last`].
 pub const DEFAULT_KEEP_LAST: usize = 10;
@@ -110,6 +111,11 @@ pub enum PolicyError {
 /// A validated retention policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// The registry (`HOST[:PORT]`) this policy is for, when it says so:
+    /// `registry_cleanup` refuses to run it against another, and trusts
+    /// that the policy's workspaces are the ones that deploy from it (see
+    /// `prune::check_protects_here`).
+    pub registry: Option<String>,
     /// Workspaces whose deploy state must be present before `--apply` (no
     /// duplicates). May be empty or left out for a dry run; `--apply` then
     /// refuses to start.
@@ -228,6 +234,7 @@ impl FromStr for Policy {
     /// Parses and validates policy YAML.
     fn from_str(text: &str) -> Result<Policy, PolicyError> {
         let raw: RawPolicy = serde_norway::from_str(text).map_err(PolicyError::Yaml)?;
+        let registry = raw.registry.as_ref().map(registry).transpose()?;
         // A missing key, and `workspaces:` with no value, list none.
         let workspaces = match &raw.workspaces {
             None => Vec::new(),
@@ -269,6 +276,7 @@ impl FromStr for Policy {
             });
         }
         Ok(Policy {
+            registry,
             workspaces,
             defaults,
             repositories,
@@ -428,9 +436,11 @@ impl Serialize for TagPattern {
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping of `workspaces`, `defaults` and `repositories`, each optional"
+    expecting = "a mapping of `registry`, `workspaces`, `defaults` and `repositories`, each optional"
 )]
 struct RawPolicy {
+    #[serde(default)]
+    registry: Option<Value>,
     #[serde(default)]
     workspaces: Option<Value>,
     #[serde(default)]
@@ -491,6 +501,14 @@ fn invalid(key: &str, value: &Value, expected: &str) -> PolicyError {
         key: key.to_string(),
         value: shown(value),
         expected: expected.to_string(),
+    }
+}
+
+fn registry(v: &Value) -> Result<String, PolicyError> {
+    const EXPECTED: &str = "expected a registry as HOST[:PORT], without a scheme or repository";
+    match v {
+        Value::String(s) if validate_host(s).is_ok() => Ok(s.clone()),
+        _ => Err(invalid("registry", v, EXPECTED)),
     }
 }
 
@@ -605,6 +623,25 @@ mod tests {
 
     fn ok(yaml: &str) -> Policy {
         yaml.parse().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn registry_is_optional_and_checked() {
+        assert_eq!(ok("defaults: {keep_last: 1}").registry, None);
+        assert_eq!(ok("registry:\n").registry, None);
+        for host in ["registry.example.com", "127.0.0.1:5000", "localhost:5000", "[::1]:5000"] {
+            assert_eq!(ok(&format!("registry: '{host}'")).registry.as_deref(), Some(host));
+        }
+        for bad in [
+            "registry: https://registry.example.com",
+            "registry: registry.example.com/acme",
+            "registry: 'registry.example.com:'",
+            "registry: [a]",
+            "registry: 5000",
+        ] {
+            let e = err(bad);
+            assert!(e.contains("`registry` is") && e.contains("HOST[:PORT]"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@
 //!   `--concurrency` deletes in flight; the client's semaphore bounds the
 //!   requests of the whole run.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +74,23 @@ pub enum ApplyRefused {
     /// must be present.
     #[error("refusing to apply: the policy lists no `workspaces`")]
     NoWorkspaces,
+    /// The deploy state has records, but none names this registry and none
+    /// of the digests they name is here: most likely the wrong registry or
+    /// the wrong workspaces, and nothing that runs would be protected.
+    #[error(
+        "refusing to apply: the deploy state of {} protects nothing in `{registry}`: its {records} deploy record{} \
+         name{} images on {} only, and no digest {} is here",
+        quoted(.workspaces), if *.records == 1 { "" } else { "s" }, if *.records == 1 { "s" } else { "" },
+        quoted(.hosts), if *.records == 1 { "it names" } else { "they name" }
+    )]
+    ProtectsNothingHere {
+        registry: String,
+        /// The workspaces of the state files, sorted.
+        workspaces: Vec<String>,
+        records: usize,
+        /// The registry hosts the records name, sorted.
+        hosts: Vec<String>,
+    },
 }
 
 impl ApplyRefused {
@@ -87,6 +104,11 @@ impl ApplyRefused {
             ApplyRefused::NoWorkspaces => {
                 "list in the policy every workspace whose hosts run images from this registry (`workspaces: [dev, \
                  prod]`), so that their deploy state protects what runs; nothing was deleted"
+            }
+            ApplyRefused::ProtectsNothingHere { .. } => {
+                "check the registry and the workspaces (task cleanup: REGISTRY and WORKSPACES); if these workspaces \
+                 really run nothing from this registry, say that the policy is for it with `registry: HOST[:PORT]` \
+                 in the policy; nothing was deleted"
             }
         }
     }
@@ -114,6 +136,48 @@ pub fn check_apply(policy: &Policy, states: &[DeployState]) -> Result<(), ApplyR
     } else {
         Err(ApplyRefused::MissingState { workspaces })
     }
+}
+
+/// Whether the deploy state protects anything in `registry`, checked after
+/// planning: a refusal when `states` hold records, none of them names
+/// `registry` and no digest of theirs is in it (the plan protects
+/// nothing). That is the sign of a cleanup pointed at the wrong registry,
+/// or given the wrong workspaces' state: `REGISTRY=prod task cleanup` with
+/// the demo's workspaces would otherwise delete whatever prod hosts run
+/// beyond the retention rules. A policy that names its `registry` (the
+/// operator saying these workspaces are the ones for it) is not refused,
+/// and neither is state without records (nothing deployed yet).
+pub fn check_protects_here(
+    registry: &str,
+    policy: &Policy,
+    states: &[DeployState],
+    plan: &Plan,
+) -> Result<(), ApplyRefused> {
+    if policy.registry.as_deref() == Some(registry) {
+        return Ok(());
+    }
+    let records: Vec<_> = states.iter().flat_map(|s| &s.records).collect();
+    if records.is_empty()
+        || records.iter().any(|r| r.image.split('/').next() == Some(registry))
+        || plan
+            .repositories
+            .iter()
+            .flat_map(|r| &r.digests)
+            .any(|d| d.is_protected())
+    {
+        return Ok(());
+    }
+    let hosts: BTreeSet<String> = records
+        .iter()
+        .map(|r| r.image.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    let workspaces: BTreeSet<String> = states.iter().map(|s| s.workspace.clone()).collect();
+    Err(ApplyRefused::ProtectsNothingHere {
+        registry: registry.to_string(),
+        workspaces: workspaces.into_iter().collect(),
+        records: records.len(),
+        hosts: hosts.into_iter().collect(),
+    })
 }
 
 /// Warnings about deploy records that name images on another registry than

@@ -633,6 +633,84 @@ fn apply_refuses_without_deploy_state_for_every_workspace_and_touches_nothing() 
     assert_eq!(f.snapshot(), before);
 }
 
+/// `REGISTRY=prod task cleanup -- --apply` with the demo's workspaces:
+/// the deploy state names another registry and nothing of it is in this
+/// one, so it would protect nothing here. `--apply` refuses; a dry run
+/// plans and warns; a policy that names this registry is trusted; a policy
+/// that names another one is refused before anything is read.
+#[test]
+fn apply_refuses_deploy_state_that_protects_nothing_in_this_registry() {
+    let f = Fixture::new();
+    let prod = Registry::start();
+    let p1 = push(&prod.repo("acme/web:p1"), &image("p1", "2025-01-01T00:00:00Z"));
+    let p2 = push(&prod.repo("acme/web:p2"), &image("p2", "2025-01-02T00:00:00Z"));
+    let status = |d: &Digest| manifest_status(&prod.host, "acme/web", d);
+    std::fs::write(
+        f.path("policy.yml"),
+        "workspaces: [dev, prod]\ndefaults: {keep_last: 1, keep_younger_than: 0s, keep_tags: []}\n",
+    )
+    .unwrap();
+
+    let o = f.run(&prod.host, &["--apply"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    let refusal = format!(
+        "error: refusing to apply: the deploy state of `dev`, `prod` protects nothing in `{}`: its 2 deploy \
+         records name images on `{}` only, and no digest they name is here; hint: check the registry and the \
+         workspaces",
+        prod.host, f.reg.host
+    );
+    assert!(err.contains(&refusal), "{err}");
+    assert!(err.contains("nothing was deleted"), "{err}");
+    assert_eq!(stdout(&o), "");
+    assert_eq!((status(&p1), status(&p2)), (200, 200));
+
+    let o = f.run(&prod.host, &["--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "warning: refusing to apply: the deploy state of `dev`, `prod` protects nothing in `{}`",
+            prod.host
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(planned_deletions(&json(&o)), BTreeSet::from([p1.clone()]));
+    assert_eq!((status(&p1), status(&p2)), (200, 200));
+
+    // The operator says the policy is for prod: its workspaces are trusted.
+    std::fs::write(
+        f.path("policy.yml"),
+        format!(
+            "registry: '{}'\nworkspaces: [dev, prod]\ndefaults: {{keep_last: 1, keep_younger_than: 0s, keep_tags: []}}\n",
+            prod.host
+        ),
+    )
+    .unwrap();
+    let o = f.run(&prod.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("protects nothing"), "{}", stderr(&o));
+    assert_eq!(result_digests(&json(&o), "deleted"), BTreeSet::from([p1.clone()]));
+    assert_eq!((status(&p1), status(&p2)), (404, 200));
+
+    // The same policy against the fixture's registry: refused up front.
+    let before = f.snapshot();
+    let o = f.run(&f.reg.host, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with(&format!(
+            "error: the policy `{}` is for registry `{}`, not `{}`; hint: run it against that registry",
+            f.path("policy.yml").display(),
+            prod.host,
+            f.reg.host
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "");
+    assert_eq!(f.snapshot(), before);
+}
+
 #[test]
 fn bad_policy_or_deploy_state_exit_2_naming_the_file() {
     let f = Fixture::new();

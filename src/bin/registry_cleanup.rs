@@ -12,8 +12,8 @@ use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{
-    CleanupReport, DeleteProgress, Interrupt, apply, check_apply, foreign_record_warnings, load_states, render_result,
-    scan_and_plan,
+    CleanupReport, DeleteProgress, Interrupt, apply, check_apply, check_protects_here, foreign_record_warnings,
+    load_states, render_result, scan_and_plan,
 };
 use image_lifecycle::registry::Client;
 use image_lifecycle::scan::Progress;
@@ -29,8 +29,10 @@ use image_lifecycle::scan::Progress;
 /// just before its deletions, and a digest whose tags changed is skipped.
 ///
 /// Exit codes: 0 ok, 1 other failure (e.g. the registry refuses deletes),
-/// 2 usage or invalid input (bad policy or deploy state, or `--apply`
-/// without deploy state for every workspace of the policy), 3 not found,
+/// 2 usage or invalid input (bad policy or deploy state, a policy for
+/// another `registry`, `--apply` without deploy state for every workspace
+/// of the policy, or with deploy state that protects nothing in this
+/// registry), 3 not found,
 /// 4 authentication refused, 5 registry unreachable or broken.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -65,6 +67,15 @@ fn run(args: Args) -> Result<(), Failure> {
     let registry = cli::registry_host(&args.registry)?;
     let platform = args.platform;
     let policy = Policy::load(&args.policy).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+    if let Some(own) = policy.registry.as_deref()
+        && own != registry
+    {
+        return Err(Failure::usage(format!(
+            "the policy `{}` is for registry `{own}`, not `{registry}`",
+            args.policy.display()
+        ))
+        .with_hint("run it against that registry, or give the policy written for this one; nothing was deleted"));
+    }
     let states = load_states(&args.protected).map_err(|e| {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("collect the deploy state again (playbooks/collect_deploy_info.yml or playbooks/cleanup.yml)")
@@ -91,6 +102,15 @@ fn run(args: Args) -> Result<(), Failure> {
     }
     if let Err(e) = &missing {
         cli::warn(&format!("{e}; this dry run protects only what the given files name"));
+    }
+    let here = check_protects_here(registry, &policy, &states, &plan);
+    if args.apply
+        && let Err(e) = &here
+    {
+        return Err(Failure::from_error(cli::EXIT_USAGE, e).with_hint(e.hint()));
+    }
+    if let Err(e) = &here {
+        cli::warn(&format!("{e}; {}", e.hint().trim_end_matches("; nothing was deleted")));
     }
 
     if !args.json {
