@@ -13,10 +13,11 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::reference::Digest;
+use crate::reference::{Digest, Reference};
 
 /// Why a deploy state file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,18 @@ pub enum DeployStateError {
         workspace: String,
         host: String,
         record: String,
+    },
+    /// A record (or one of its history entries) whose `image` is not
+    /// `registry/repository` as written: it would protect nothing in
+    /// `registry_cleanup`, so the file is refused (fail closed).
+    #[error("deploy state file `{path}`: {at} image `{image}`, which is not `registry/repository`: {reason}")]
+    InvalidImage {
+        path: PathBuf,
+        /// Which record names it, e.g. "the record of app `a` from host
+        /// `h` names a history entry's".
+        at: String,
+        image: String,
+        reason: String,
     },
 }
 
@@ -102,6 +115,17 @@ pub struct HistoryEntry {
     pub deployed_at: Option<String>,
 }
 
+/// Why `image` is not `registry/repository` as `write_deploy_info` writes
+/// it, if it is not.
+fn image_problem(image: &str) -> Option<String> {
+    match Reference::from_str(image) {
+        Err(e) => Some(e.to_string()),
+        Ok(r) if r.tag.is_some() || r.digest.is_some() => Some("it has a tag or digest".into()),
+        Ok(r) if r.to_string() != image => Some(format!("it is written `{}` in full", r.name())),
+        Ok(_) => None,
+    }
+}
+
 impl DeployState {
     /// Reads and checks a deploy state file.
     pub fn load(path: &Path) -> Result<DeployState, DeployStateError> {
@@ -120,6 +144,29 @@ impl DeployState {
                 host: r.host.clone(),
                 record: r.workspace.clone(),
             });
+        }
+        for r in &state.records {
+            let entries = r
+                .history
+                .iter()
+                .filter_map(|h| h.image.as_deref())
+                .filter(|i| !i.is_empty());
+            let images = std::iter::once(("", r.image.as_str())).chain(entries.map(|i| ("a history entry's", i)));
+            for (what, image) in images {
+                if let Some(reason) = image_problem(image) {
+                    return Err(DeployStateError::InvalidImage {
+                        path: path.into(),
+                        at: format!(
+                            "the record of app `{}` from host `{}` names{}{what}",
+                            r.app,
+                            r.host,
+                            if what.is_empty() { "" } else { " " }
+                        ),
+                        image: image.to_string(),
+                        reason,
+                    });
+                }
+            }
         }
         Ok(state)
     }
@@ -262,6 +309,43 @@ mod tests {
             .map(ToString::to_string)
             .unwrap_or_default();
         assert!(source.contains("missing field `hosts`"), "{e}: {source}");
+        // An image that is not `registry/repository` as written protects
+        // nothing: the file is refused, naming the record.
+        for (image, history, says) in [
+            ("acme/web", "", "it is written `docker.io/acme/web` in full"),
+            ("r.example/acme/web/", "", "`r.example/acme/web/`"),
+            ("r.example/acme/web:v1", "", "it has a tag or digest"),
+            (
+                "r.example/acme/web",
+                r#", "history": [{"image": "r.example/Acme", "digest": "DIGEST"}]"#,
+                "names a history entry's image `r.example/Acme`",
+            ),
+        ] {
+            let history = history.replace("DIGEST", &digest);
+            std::fs::write(
+                &p,
+                format!(
+                    r#"{{"workspace": "dev", "hosts": ["h"], "records": [{{"host": "h", "app": "a", "workspace": "dev",
+                        "image": "{image}", "digest": "{digest}"{history}}}]}}"#
+                ),
+            )
+            .unwrap();
+            let e = DeployState::load(&p).unwrap_err().to_string();
+            assert!(
+                e.contains("bad.json") && e.contains("app `a` from host `h`") && e.contains(says),
+                "{image}: {e}"
+            );
+        }
+        std::fs::write(
+            &p,
+            format!(
+                r#"{{"workspace": "dev", "hosts": ["h"], "records": [{{"host": "h", "app": "a", "workspace": "dev",
+                    "image": "127.0.0.1:5000/acme/web", "digest": "{digest}",
+                    "history": [{{"image": "", "digest": "{digest}"}}, {{"image": "r.example/x", "digest": "{digest}"}}]}}]}}"#
+            ),
+        )
+        .unwrap();
+        DeployState::load(&p).unwrap();
         let missing = dir.path().join("missing.json");
         assert!(
             DeployState::load(&missing)
