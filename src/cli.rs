@@ -167,10 +167,11 @@ impl Failure {
 }
 
 /// `text` without its trailing blanks, and any control character left
-/// inside it (line breaks, escape sequences, NEL) or line/paragraph
-/// separator escaped (`\n`, `\u{1b}`): a value quoted in a message (a tag,
-/// a path, a registry's error detail) is shown as it is, cannot move the
-/// cursor, and the report stays one line.
+/// inside it (line breaks, escape sequences, NEL), line/paragraph separator
+/// or bidirectional embedding, override or isolate escaped (`\n`,
+/// `\u{1b}`, `\u{202e}`): a value quoted in a message (a tag, a path, a
+/// registry's error detail) is shown as it is, cannot move the cursor or
+/// reorder the rest of the line, and the report stays one line.
 fn escape_breaks(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.trim_end().chars() {
@@ -178,7 +179,11 @@ fn escape_breaks(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => out.extend(c.escape_unicode()),
+            c if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.extend(c.escape_unicode())
+            }
             c => out.push(c),
         }
     }
@@ -312,6 +317,10 @@ mod tests {
         assert_eq!(
             Failure::usage("tag `a\u{1b}[2J\u{85}\u{2028}\tb`").line(),
             "error: tag `a\\u{1b}[2J\\u{85}\\u{2028}\\tb`"
+        );
+        assert_eq!(
+            Failure::usage("label `\u{202e}gnp.exe\u{2066}x\u{2069}`").line(),
+            "error: label `\\u{202e}gnp.exe\\u{2066}x\\u{2069}`"
         );
         let f = Failure::new(EXIT_FAILURE, "cannot read `x\ny`")
             .with_cause("fatal: first\r\nsecond line\n")
