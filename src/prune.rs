@@ -180,6 +180,44 @@ pub fn check_protects_here(
     })
 }
 
+/// Deploy state older than this is warned about: `playbooks/cleanup.yml`
+/// collects it right before planning, so an older file was collected by
+/// hand (or kept), and deploys since then are not in it.
+pub const STALE_STATE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+/// Warnings about deploy state files collected more than [`STALE_STATE`]
+/// before `now` (by `collected_at`; a file without it is not judged), in
+/// the order given.
+pub fn stale_state_warnings(states: &[DeployState], now: DateTime<Utc>) -> Vec<String> {
+    states
+        .iter()
+        .filter_map(|s| {
+            let at = s.collected_at.as_deref()?;
+            let age = now - DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+            (age > STALE_STATE).then(|| {
+                format!(
+                    "the deploy state of workspace `{}` was collected {} ago ({at}): what was deployed since then \
+                     is not protected; collect it again (task cleanup collects it first)",
+                    s.workspace,
+                    rough_duration(age)
+                )
+            })
+        })
+        .collect()
+}
+
+/// `age` in its largest whole unit: `3 days`, `1 hour`, `45 minutes`.
+fn rough_duration(age: chrono::TimeDelta) -> String {
+    let (n, unit) = if age.num_days() > 0 {
+        (age.num_days(), "day")
+    } else if age.num_hours() > 0 {
+        (age.num_hours(), "hour")
+    } else {
+        (age.num_minutes(), "minute")
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 /// Warnings about deploy records that name images on another registry than
 /// the one cleaned, which is right for images from elsewhere
 /// (`docker.io/library/postgres`) and a mistake when the same registry is
@@ -1026,6 +1064,57 @@ mod tests {
             ]
         );
         assert!(foreign_record_warnings("docker.io", &states[..1]).len() == 1);
+    }
+
+    #[test]
+    fn stale_deploy_state_is_named_with_its_age() {
+        let now: DateTime<Utc> = "2026-03-04T12:00:00Z".parse().unwrap();
+        let at = |ws: &str, t: Option<&str>| DeployState {
+            collected_at: t.map(str::to_string),
+            ..state(ws, &[])
+        };
+        let states = [
+            at("fresh", Some("2026-03-04T11:00:00Z")),
+            at("none", None),
+            at("garbled", Some("yesterday")),
+            at("future", Some("2026-03-05T00:00:00Z")),
+            at("hours", Some("2026-03-04T09:59:00Z")),
+            at("days", Some("2026-03-01T12:00:00Z")),
+            at("minutes", Some("2026-03-04T10:59:00+00:00")),
+        ];
+        let w = stale_state_warnings(&states, now);
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(
+            w[0].starts_with(
+                "the deploy state of workspace `hours` was collected 2 hours ago (2026-03-04T09:59:00Z): what was \
+                 deployed since then is not protected"
+            ),
+            "{}",
+            w[0]
+        );
+        assert!(w[1].contains("`days` was collected 3 days ago"), "{}", w[1]);
+        assert!(w[2].contains("`minutes` was collected 1 hour ago"), "{}", w[2]);
+        assert_eq!(rough_duration(chrono::TimeDelta::minutes(61)), "1 hour");
+        assert_eq!(rough_duration(chrono::TimeDelta::minutes(59)), "59 minutes");
+    }
+
+    #[test]
+    fn protects_nothing_here_only_when_no_record_concerns_the_registry() {
+        let policy: Policy = "workspaces: [dev]".parse().unwrap();
+        let plan = crate::cleanup::plan(&[], &[], &policy, Utc::now());
+        let demo = [state("dev", &["127.0.0.1:5000/acme/web", "127.0.0.1:5000/acme/api"])];
+        let e = check_protects_here("registry.example", &policy, &demo, &plan).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to apply: the deploy state of `dev` protects nothing in `registry.example`: its 2 deploy \
+             records name images on `127.0.0.1:5000` only, and no digest they name is here"
+        );
+        // A record naming this registry, state without records, and a
+        // policy for this registry are not refused.
+        assert!(check_protects_here("127.0.0.1:5000", &policy, &demo, &plan).is_ok());
+        assert!(check_protects_here("registry.example", &policy, &[state("dev", &[])], &plan).is_ok());
+        let own: Policy = "registry: registry.example\nworkspaces: [dev]".parse().unwrap();
+        assert!(check_protects_here("registry.example", &own, &demo, &plan).is_ok());
     }
 
     #[test]

@@ -677,6 +677,13 @@ fn apply_refuses_deploy_state_that_protects_nothing_in_this_registry() {
     );
     assert_eq!(planned_deletions(&json(&o)), BTreeSet::from([p1.clone()]));
     assert_eq!((status(&p1), status(&p2)), (200, 200));
+    // The fixture's state was collected long ago: said too.
+    assert!(
+        stderr(&o).contains("warning: the deploy state of workspace `dev` was collected ")
+            && stderr(&o).contains("ago (2025-03-02T00:00:00Z): what was deployed since then is not protected"),
+        "{}",
+        stderr(&o)
+    );
 
     // The operator says the policy is for prod: its workspaces are trusted.
     std::fs::write(

@@ -13,7 +13,7 @@ use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{
     CleanupReport, DeleteProgress, Interrupt, apply, check_apply, check_protects_here, foreign_record_warnings,
-    load_states, render_result, scan_and_plan,
+    load_states, render_result, scan_and_plan, stale_state_warnings,
 };
 use image_lifecycle::registry::Client;
 use image_lifecycle::scan::Progress;
@@ -97,7 +97,12 @@ fn run(args: Args) -> Result<(), Failure> {
         &client, registry, &policy, &states, &platform, &progress, now,
     ))?;
     drop(progress);
-    for w in foreign_record_warnings(registry, &states).iter().chain(&plan.warnings) {
+    let stale = stale_state_warnings(&states, now);
+    for w in stale
+        .iter()
+        .chain(&foreign_record_warnings(registry, &states))
+        .chain(&plan.warnings)
+    {
         cli::warn(w);
     }
     if let Err(e) = &missing {
