@@ -434,6 +434,57 @@ fn an_unreadable_or_invalid_state_file_fails() {
     }
 }
 
+/// JSON of the wrong shape (not written by the playbook) is refused with
+/// one line naming what is wrong, never a traceback.
+#[test]
+fn json_that_is_not_a_deploy_state_is_refused_naming_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy-state.json");
+    let d = digest("1111aaa");
+    for (text, says) in [
+        ("[]".to_string(), "not a JSON object"),
+        (r#"{"workspace": "dev"}"#.to_string(), "no `records` list"),
+        (r#"{"records": {"host": "web1"}}"#.to_string(), "no `records` list"),
+        (r#"{"records": [7]}"#.to_string(), "records[0] is not an object"),
+        (
+            format!(r#"{{"records": [{{"image": "{IMAGE}", "digest": "{d}"}}]}}"#),
+            "records[0] has no `host`",
+        ),
+        (
+            format!(r#"{{"records": [{{"host": "web1", "image": "{IMAGE}"}}]}}"#),
+            "records[0] has no `digest`",
+        ),
+        (
+            format!(r#"{{"records": [{{"host": "web1", "digest": "{d}"}}]}}"#),
+            "records[0] has no `image`",
+        ),
+        (
+            format!(r#"{{"records": [{{"host": "web1", "image": "{IMAGE}", "digest": "{d}", "history": {{}}}}]}}"#),
+            "records[0].history is not a list",
+        ),
+        (
+            format!(r#"{{"records": [{{"host": "web1", "image": "{IMAGE}", "digest": "{d}", "history": ["x"]}}]}}"#),
+            "records[0].history[0] is not an object",
+        ),
+        (
+            format!(
+                r#"{{"records": [{{"host": "web1", "image": "{IMAGE}", "digest": "{d}", "history": [{{"image": 1}}]}}]}}"#
+            ),
+            "records[0].history[0].image is not a string",
+        ),
+    ] {
+        std::fs::write(&path, &text).unwrap();
+        let r = run(&[path.to_str().unwrap(), IMAGE]);
+        assert_fails(
+            &r,
+            &[
+                &format!("deploy state file `{}` is not a deploy state: {says}", path.display()),
+                "hint: collect it again: task collect -- WS",
+            ],
+        );
+    }
+}
+
 #[test]
 fn a_wrong_argument_count_prints_usage_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
