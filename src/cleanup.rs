@@ -177,6 +177,9 @@ pub enum Reason {
     /// (`indexes`): that one may be an index holding this one (tagged
     /// platform images included), so nothing of the repository goes.
     MaybeInUnreadable { indexes: Vec<Digest> },
+    /// The reviewed plan given (`--plan`) did not delete it: only what a
+    /// reviewed dry run deleted may go.
+    NotInReviewedPlan,
     /// A tag points to it but the listing has no manifest for it.
     NotListed,
     /// Dated, older than the grace period, and beyond `keep_last` (`rank`
@@ -220,6 +223,7 @@ impl fmt::Display for Reason {
                 let short: Vec<&str> = indexes.iter().map(|d| d.short(12)).collect();
                 f.write_str(&short.join(", "))
             }
+            Reason::NotInReviewedPlan => f.write_str("not deleted by the reviewed plan"),
             Reason::NotListed => f.write_str("manifest not listed, kept to be safe"),
             Reason::Expired {
                 keep_younger_than,
@@ -280,6 +284,52 @@ pub fn missing_workspaces(policy: &Policy, states: &[DeployState]) -> Vec<String
 /// Decides every digest of `listings` under `policy`, protecting what the
 /// deploy records of `states` name, as of `now`.
 pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Policy, now: DateTime<Utc>) -> Plan {
+    plan_within(
+        listings,
+        &Planning {
+            policy,
+            states,
+            now,
+            reviewed: None,
+        },
+    )
+}
+
+/// The deletions of a reviewed plan (a saved dry run): given to
+/// [`plan_within`], nothing else is deleted. Made by
+/// `prune::load_reviewed_plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reviewed {
+    /// `registry/repository` → the digests the reviewed plan deleted there.
+    pub deletions: HashMap<String, HashSet<Digest>>,
+}
+
+impl Reviewed {
+    fn deletes(&self, image: &str, digest: &Digest) -> bool {
+        self.deletions.get(image).is_some_and(|d| d.contains(digest))
+    }
+}
+
+/// What a plan is made with, besides the listings.
+#[derive(Clone, Copy)]
+pub struct Planning<'a> {
+    pub policy: &'a Policy,
+    /// Deploy state: what its records name is protected.
+    pub states: &'a [DeployState],
+    /// The time the grace period counts back from.
+    pub now: DateTime<Utc>,
+    /// A reviewed plan: every digest it did not delete is kept
+    /// ([`Reason::NotInReviewedPlan`]), with what that keeps in turn (the
+    /// children of a kept index), so the plan deletes at most what was
+    /// reviewed, and only what the rules still delete now.
+    pub reviewed: Option<&'a Reviewed>,
+}
+
+/// [`plan`] with everything [`Planning`] holds.
+pub fn plan_within(listings: &[RepositoryListing], planning: &Planning) -> Plan {
+    let Planning {
+        policy, states, now, ..
+    } = *planning;
     let mut warnings = BTreeSet::new();
     // What each record protects, by the image each digest was deployed
     // from (a history entry may name another repository than the record).
@@ -316,7 +366,7 @@ pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Pol
             .filter(|(i, _)| *i != image)
             .map(|(_, p)| *p)
             .collect();
-        let (repo_plan, blobs) = plan_repository(listing, image, here, &elsewhere, policy, now, &mut warnings);
+        let (repo_plan, blobs) = plan_repository(listing, image, here, &elsewhere, planning, &mut warnings);
         repositories.push(repo_plan);
         blobs_per_repo.push(blobs);
     }
@@ -447,10 +497,12 @@ fn plan_repository(
     image: String,
     here: &[Protection],
     elsewhere: &[Protection],
-    policy: &Policy,
-    now: DateTime<Utc>,
+    planning: &Planning,
     warnings: &mut BTreeSet<String>,
 ) -> (RepositoryPlan, Vec<(Decision, Blobs)>) {
+    let Planning {
+        policy, now, reviewed, ..
+    } = *planning;
     let rule = policy.rule_for(&listing.repository);
     let retention = rule.map_or(&policy.defaults, |r| &r.retention);
 
@@ -605,6 +657,13 @@ fn plan_repository(
             n.reasons.push(Reason::MaybeInUnreadable {
                 indexes: unreadable.clone(),
             });
+        }
+    }
+
+    // Only what a reviewed plan deleted may go.
+    if let Some(reviewed) = reviewed {
+        for n in nodes.iter_mut().filter(|n| !reviewed.deletes(&image, n.digest)) {
+            n.reasons.push(Reason::NotInReviewedPlan);
         }
     }
 
@@ -1002,6 +1061,7 @@ mod tests {
                 },
                 format!("may be in unreadable {}", d.short(12)),
             ),
+            (Reason::NotInReviewedPlan, "not deleted by the reviewed plan".into()),
             (Reason::NotListed, "manifest not listed, kept to be safe".into()),
             (
                 Reason::Expired {

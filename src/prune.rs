@@ -40,7 +40,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,7 +51,9 @@ use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use crate::cleanup::{DigestPlan, Plan, Recheck, RepositoryPlan, SkipReason, missing_workspaces, plan};
+use crate::cleanup::{
+    DigestPlan, Plan, Planning, Recheck, RepositoryPlan, Reviewed, SkipReason, missing_workspaces, plan_within,
+};
 use crate::cli::{EXIT_FAILURE, Failure};
 use crate::deploy_state::{DeployState, DeployStateError};
 use crate::image::{Parsed, Platform, parse_manifest};
@@ -253,14 +255,112 @@ pub fn foreign_record_warnings(registry: &str, states: &[DeployState]) -> Vec<St
 pub async fn scan_and_plan(
     client: &Client,
     registry: &str,
-    policy: &Policy,
-    states: &[DeployState],
     platform: &Platform,
     progress: &Progress,
-    now: DateTime<Utc>,
+    planning: &Planning<'_>,
 ) -> Result<Plan, RegistryError> {
     let listings = scan_registry(client, registry, &CatalogFilter::default(), platform, progress).await?;
-    Ok(plan(&listings, states, policy, now))
+    Ok(plan_within(&listings, planning))
+}
+
+/// Why a reviewed plan (`--plan FILE`) cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewedPlanError {
+    #[error("cannot read the reviewed plan `{path}`")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a plan of registry_cleanup (the output of a dry run with --json or --save-plan)")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the reviewed plan `{path}` is of registry `{found}`, not `{registry}`")]
+    OtherRegistry {
+        path: PathBuf,
+        found: String,
+        registry: String,
+    },
+    #[error("`{path}` is the report of an --apply run, not a dry run's plan")]
+    Applied { path: PathBuf },
+}
+
+impl ReviewedPlanError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        "save the plan of a dry run with --save-plan FILE (or --json > FILE), review it, and give that file; \
+         nothing was deleted"
+    }
+}
+
+/// The part of a saved dry run (`--save-plan`, `--json`) that
+/// [`load_reviewed_plan`] reads; other fields are ignored.
+#[derive(serde::Deserialize)]
+struct SavedReport {
+    registry: String,
+    applied: bool,
+    plan: SavedPlan,
+}
+
+#[derive(serde::Deserialize)]
+struct SavedPlan {
+    repositories: Vec<SavedRepository>,
+}
+
+#[derive(serde::Deserialize)]
+struct SavedRepository {
+    image: String,
+    digests: Vec<SavedDigest>,
+}
+
+#[derive(serde::Deserialize)]
+struct SavedDigest {
+    digest: Digest,
+    decision: SavedDecision,
+}
+
+#[derive(serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum SavedDecision {
+    Keep,
+    Delete,
+}
+
+/// Reads a reviewed plan: the report of a dry run of `registry` saved with
+/// `--save-plan` (or `--json`). Its deletions bound what a plan made with
+/// it deletes (see [`plan_within`]).
+pub fn load_reviewed_plan(path: &Path, registry: &str) -> Result<Reviewed, ReviewedPlanError> {
+    let text = std::fs::read(path).map_err(|source| ReviewedPlanError::Read {
+        path: path.into(),
+        source,
+    })?;
+    let report: SavedReport = serde_json::from_slice(&text).map_err(|source| ReviewedPlanError::Parse {
+        path: path.into(),
+        source,
+    })?;
+    if report.registry != registry {
+        return Err(ReviewedPlanError::OtherRegistry {
+            path: path.into(),
+            found: report.registry,
+            registry: registry.to_string(),
+        });
+    }
+    if report.applied {
+        return Err(ReviewedPlanError::Applied { path: path.into() });
+    }
+    let mut reviewed = Reviewed::default();
+    for r in report.plan.repositories {
+        let deleted = r
+            .digests
+            .into_iter()
+            .filter(|d| d.decision == SavedDecision::Delete)
+            .map(|d| d.digest);
+        reviewed.deletions.entry(r.image).or_default().extend(deleted);
+    }
+    Ok(reviewed)
 }
 
 /// What `--apply` did; the `result` of the `--json` output. Every list is

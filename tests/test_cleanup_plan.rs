@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use image_lifecycle::cleanup::{
-    Decision, DigestPlan, Plan, Reason, RepositoryPlan, SkipReason, missing_workspaces, plan, render_plan,
+    Decision, DigestPlan, Plan, Planning, Reason, RepositoryPlan, Reviewed, SkipReason, missing_workspaces, plan,
+    plan_within, render_plan,
 };
 use image_lifecycle::deploy_state::{DeployRecord, DeployState, HistoryEntry};
 use image_lifecycle::listing::{ImageEntry, ManifestKind, RepositoryListing};
@@ -1301,6 +1302,63 @@ proptest! {
         }
         let expected: u64 = deleted.iter().filter(|(b, _)| !kept.contains(*b)).map(|(_, s)| s).sum();
         prop_assert_eq!(c.plan.reclaim_bytes, expected);
+    }
+
+    /// A plan made with a reviewed plan (any part of what the plan itself
+    /// deletes, and digests it keeps) deletes only what both delete, and
+    /// stays consistent: a child never goes while an index holding it stays.
+    #[test]
+    fn a_reviewed_plan_bounds_the_deletions(w in world_strategy(), pick in proptest::collection::vec(any::<bool>(), 64)) {
+        let c = case(&w);
+        let mut reviewed = Reviewed::default();
+        let mut i = 0;
+        for r in &c.plan.repositories {
+            for d in &r.digests {
+                // Every digest may be in the reviewed deletions, kept ones too
+                // (the reviewed plan was made when the rules said otherwise).
+                if pick[i % pick.len()] {
+                    reviewed.deletions.entry(r.image.clone()).or_default().insert(d.digest.clone());
+                }
+                i += 1;
+            }
+        }
+        let within = plan_within(
+            &c.listings,
+            &Planning { policy: &c.policy, states: &c.states, now: now(), reviewed: Some(&reviewed) },
+        );
+        for l in &c.listings {
+            let before = decision_map(repo_plan(&c.plan, l));
+            let after = decision_map(repo_plan(&within, l));
+            let image = l.image_name();
+            for (d, x) in &after {
+                if x.decision == Decision::Delete {
+                    prop_assert_eq!(before[d].decision, Decision::Delete, "{} deleted only with the reviewed plan", d);
+                    prop_assert!(reviewed.deletions.get(&image).is_some_and(|r| r.contains(*d)), "{} not reviewed", d);
+                } else if !reviewed.deletions.get(&image).is_some_and(|r| r.contains(*d)) {
+                    prop_assert!(x.reasons.contains(&Reason::NotInReviewedPlan), "{:?}", x.reasons);
+                }
+            }
+            let ps = parents(l);
+            for (d, x) in &after {
+                if x.decision == Decision::Delete {
+                    for p in ps.get(d).into_iter().flatten() {
+                        prop_assert_eq!(after[p].decision, Decision::Delete, "{} deleted, its index {} kept", d, p);
+                    }
+                }
+            }
+        }
+        // The plan's own deletions, reviewed, give the same plan's decisions.
+        let mut all = Reviewed::default();
+        for r in &c.plan.repositories {
+            let deleted = r.digests.iter().filter(|d| d.decision == Decision::Delete).map(|d| d.digest.clone());
+            all.deletions.entry(r.image.clone()).or_default().extend(deleted);
+        }
+        let same = plan_within(
+            &c.listings,
+            &Planning { policy: &c.policy, states: &c.states, now: now(), reviewed: Some(&all) },
+        );
+        prop_assert_eq!(same.delete_count, c.plan.delete_count);
+        prop_assert_eq!(same.reclaim_bytes, c.plan.reclaim_bytes);
     }
 
     #[test]

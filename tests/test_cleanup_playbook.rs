@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -344,8 +344,13 @@ fn the_playbook_gathers_the_state_then_plans_and_applies() {
     w.deploy("web1", "dev", &image, &[&d["v1"], &d["v2"], &d["v3"]]);
     w.deploy("web2", "prod", &image, &[&d["v3"]]);
 
-    // Dry run: state written, plan printed, nothing deleted.
-    let o = w.playbook(&["dev", "prod"], &json!({"cleanup_registry": server.host}));
+    // Dry run: state written, plan printed and saved for review, nothing
+    // deleted.
+    let reviewed = w.path().join("reviewed.json");
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_plan": reviewed}),
+    );
     assert!(o.status.success(), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("total: 2 digests to delete, 2 kept"), "{out}");
@@ -367,27 +372,63 @@ fn the_playbook_gathers_the_state_then_plans_and_applies() {
     for digest in d.values() {
         assert_eq!(manifest_status(&reg.host, "acme/web", digest), 200);
     }
+    let mut plan: Value = serde_json::from_str(&read(&reviewed)).unwrap();
+    assert_eq!(plan["applied"], false);
+    let deleted: BTreeSet<String> = plan["plan"]["repositories"][0]["digests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["decision"] == "delete")
+        .map(|x| x["digest"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(deleted, BTreeSet::from([d["v1"].to_string(), d["v4"].to_string()]));
 
-    // Check mode with cleanup_apply: still only a dry run.
+    // Check mode with cleanup_apply: still only a dry run, and the reviewed
+    // plan is read, not written over.
     fs::remove_dir_all(w.path().join("state")).unwrap();
+    // The reviewer keeps v4.
+    for x in plan["plan"]["repositories"][0]["digests"].as_array_mut().unwrap() {
+        if x["digest"] == d["v4"].to_string().as_str() {
+            x["decision"] = "keep".into();
+        }
+    }
+    let plan = plan.to_string();
+    fs::write(&reviewed, &plan).unwrap();
     let o = w.playbook_with(
         &["dev", "prod"],
-        &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true, "cleanup_plan": reviewed}),
         &["--check"],
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("dry run: nothing deleted"), "{}", text(&o));
+    assert!(text(&o).contains("not deleted by the reviewed plan"), "{}", text(&o));
+    assert_eq!(read(&reviewed), plan);
     assert_eq!(w.state_files(), ["dev", "prod"], "fresh state for the dry run");
     assert!(!server.requests().iter().any(|r| r.method == "DELETE"));
 
-    // Apply.
+    // Apply: what the reviewed plan deleted, no more.
+    let o = w.playbook(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_apply": true, "cleanup_plan": reviewed}),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("result: 1 digest deleted, 0 already gone, 0 skipped, 0 failed"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(read(&reviewed), plan);
+    assert_eq!(manifest_status(&reg.host, "acme/web", &d["v1"]), 404);
+    assert_eq!(manifest_status(&reg.host, "acme/web", &d["v4"]), 200);
+
+    // Apply without it: the rest of the plan.
     let o = w.playbook(
         &["dev", "prod"],
         &json!({"cleanup_registry": server.host, "cleanup_apply": true}),
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
-        text(&o).contains("result: 2 digests deleted, 0 already gone, 0 skipped, 0 failed"),
+        text(&o).contains("result: 1 digest deleted, 0 already gone, 0 skipped, 0 failed"),
         "{}",
         text(&o)
     );

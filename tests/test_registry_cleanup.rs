@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::fault::{Action, FaultServer, Req, Resp};
 use common::*;
-use image_lifecycle::cleanup::{Decision, Plan};
+use image_lifecycle::cleanup::{Decision, Plan, Planning};
 use image_lifecycle::credentials::LookupEnv;
 use image_lifecycle::deploy_state::DeployState;
 use image_lifecycle::fixture::ImageSpec;
@@ -247,14 +247,19 @@ impl Fixture {
 
     /// The plan, made by the library as the binary makes it.
     fn plan(&self, client: &Client) -> Plan {
+        let (policy, states) = (self.policy(), self.states());
+        let planning = Planning {
+            policy: &policy,
+            states: &states,
+            now: chrono::Utc::now(),
+            reviewed: None,
+        };
         rt().block_on(scan_and_plan(
             client,
             &self.reg.host,
-            &self.policy(),
-            &self.states(),
             &Platform::default(),
             &Progress::quiet(),
-            chrono::Utc::now(),
+            &planning,
         ))
         .unwrap()
     }
@@ -718,6 +723,96 @@ fn apply_refuses_deploy_state_that_protects_nothing_in_this_registry() {
     assert_eq!(f.snapshot(), before);
 }
 
+/// A dry run saved with `--save-plan`, reviewed, then applied with
+/// `--plan`: what goes is what the reviewed plan deleted and the rules
+/// still delete. A push in between (a newer digest moves t8 beyond
+/// keep_last) deletes nothing more; a deploy in between (web1 now runs t4)
+/// keeps what it runs. A plan that is not a dry run of this registry is
+/// refused before anything is deleted.
+#[test]
+fn apply_with_a_reviewed_plan_deletes_no_more_than_it() {
+    let f = Fixture::new();
+    let saved = f.path("reviewed.json");
+    let o = f.run(&f.reg.host, &["--save-plan", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("dry run: nothing deleted"), "{}", stdout(&o));
+    let reviewed: Value = serde_json::from_slice(&std::fs::read(&saved).unwrap()).unwrap();
+    assert_eq!(reviewed["registry"], f.reg.host.as_str());
+    assert_eq!(reviewed["applied"], false);
+    assert_eq!(planned_deletions(&reviewed), f.expected_deletions());
+
+    // Not a dry run of this registry: refused, nothing deleted.
+    let before = f.snapshot();
+    let mut other = reviewed.clone();
+    other["registry"] = "registry.example.com".into();
+    std::fs::write(f.path("other.json"), other.to_string()).unwrap();
+    let mut applied = reviewed.clone();
+    applied["applied"] = true.into();
+    std::fs::write(f.path("applied.json"), applied.to_string()).unwrap();
+    std::fs::write(f.path("policy-as-plan.json"), "{\"workspaces\": [\"dev\"]}").unwrap();
+    for (file, says) in [
+        (
+            "other.json",
+            format!("is of registry `registry.example.com`, not `{}`", f.reg.host),
+        ),
+        (
+            "applied.json",
+            "is the report of an --apply run, not a dry run's plan".to_string(),
+        ),
+        ("policy-as-plan.json", "is not a plan of registry_cleanup".to_string()),
+        ("missing.json", "cannot read the reviewed plan".to_string()),
+    ] {
+        let path = f.path(file);
+        let o = f.run(&f.reg.host, &["--apply", "--plan", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{file}: {}", stderr(&o));
+        assert!(
+            stderr(&o).starts_with("error: ")
+                && stderr(&o).contains(&says)
+                && stderr(&o).contains("nothing was deleted"),
+            "{file}: {}",
+            stderr(&o)
+        );
+    }
+    let o = f.run(&f.reg.host, &["--apply", "--save-plan", saved.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--save-plan"), "{}", stderr(&o));
+    assert_eq!(f.snapshot(), before);
+
+    // Meanwhile: a newer push, and a deploy of t4 on web1.
+    let web = f.reg.repo("acme/web");
+    let t10 = push(&format!("{web}:t10"), &image("t10", &now_utc()));
+    let fresh = f.run(&f.reg.host, &["--json"]);
+    assert!(
+        planned_deletions(&json(&fresh)).contains(f.digest("t8")),
+        "t8 is beyond keep_last now"
+    );
+    let mut dev: Value = serde_json::from_slice(&std::fs::read(f.path("dev.json")).unwrap()).unwrap();
+    dev["records"][0]["digest"] = f.digest("t4").to_string().into();
+    std::fs::write(f.path("dev.json"), dev.to_string()).unwrap();
+
+    let o = f.run(&f.reg.host, &["--apply", "--plan", saved.to_str().unwrap(), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = json(&o);
+    let mut expected = f.expected_deletions();
+    expected.remove(f.digest("t4"));
+    assert_eq!(planned_deletions(&v), expected);
+    assert_eq!(result_digests(&v, "deleted"), expected);
+    assert_eq!(f.gone(), expected);
+    let t8 = v["plan"]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["digests"].as_array().unwrap())
+        .find(|d| d["digest"] == f.digest("t8").to_string().as_str())
+        .unwrap();
+    assert_eq!(t8["decision"], "keep");
+    assert_eq!(t8["reasons"][0]["rule"], "not_in_reviewed_plan", "{t8}");
+    assert_eq!(t8["reasons"][0]["text"], "not deleted by the reviewed plan");
+    for d in [f.digest("t4"), f.digest("t8"), &t10] {
+        assert_eq!(manifest_status(&f.reg.host, "acme/web", d), 200, "{d}");
+    }
+}
+
 #[test]
 fn bad_policy_or_deploy_state_exit_2_naming_the_file() {
     let f = Fixture::new();
@@ -1028,11 +1123,14 @@ fn a_repository_that_cannot_be_read_again_keeps_all_its_digests() {
         .block_on(scan_and_plan(
             &client,
             &server.host,
-            &policy,
-            &states,
             &Platform::default(),
             &Progress::quiet(),
-            chrono::Utc::now(),
+            &Planning {
+                policy: &policy,
+                states: &states,
+                now: chrono::Utc::now(),
+                reviewed: None,
+            },
         ))
         .unwrap();
     assert_eq!(plan.delete_count, 7);

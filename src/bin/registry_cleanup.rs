@@ -7,13 +7,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use image_lifecycle::cleanup::render_plan;
+use image_lifecycle::atomic;
+use image_lifecycle::cleanup::{Planning, render_plan};
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{
     CleanupReport, DeleteProgress, Interrupt, apply, check_apply, check_protects_here, foreign_record_warnings,
-    load_states, render_result, scan_and_plan, stale_state_warnings,
+    load_reviewed_plan, load_states, render_result, scan_and_plan, stale_state_warnings,
 };
 use image_lifecycle::registry::Client;
 use image_lifecycle::scan::Progress;
@@ -52,6 +53,15 @@ struct Args {
     /// Print one JSON object (plan and result) instead of the tables.
     #[arg(long)]
     json: bool,
+    /// Write this dry run's plan to FILE (the `--json` object, atomically)
+    /// for review, to give to `--apply --plan FILE` later.
+    #[arg(long, value_name = "FILE", conflicts_with = "apply")]
+    save_plan: Option<PathBuf>,
+    /// A reviewed plan (saved with --save-plan or --json): delete only what
+    /// it deleted and the rules still delete now; the rest is kept
+    /// (`not_in_reviewed_plan`).
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
     /// Platform whose labels a multi-arch image is read from.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]", default_value = "linux/amd64")]
     platform: Platform,
@@ -80,6 +90,12 @@ fn run(args: Args) -> Result<(), Failure> {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("collect the deploy state again (playbooks/collect_deploy_info.yml or playbooks/cleanup.yml)")
     })?;
+    let reviewed = args
+        .plan
+        .as_deref()
+        .map(|p| load_reviewed_plan(p, registry))
+        .transpose()
+        .map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e).with_hint(e.hint()))?;
     let missing = check_apply(&policy, &states);
     if args.apply
         && let Err(e) = &missing
@@ -94,7 +110,16 @@ fn run(args: Args) -> Result<(), Failure> {
     let progress = Progress::for_stderr(args.json);
     let now = chrono::Utc::now();
     let plan = rt.block_on(scan_and_plan(
-        &client, registry, &policy, &states, &platform, &progress, now,
+        &client,
+        registry,
+        &platform,
+        &progress,
+        &Planning {
+            policy: &policy,
+            states: &states,
+            now,
+            reviewed: reviewed.as_ref(),
+        },
     ))?;
     drop(progress);
     let stale = stale_state_warnings(&states, now);
@@ -116,6 +141,24 @@ fn run(args: Args) -> Result<(), Failure> {
     }
     if let Err(e) = &here {
         cli::warn(&format!("{e}; {}", e.hint().trim_end_matches("; nothing was deleted")));
+    }
+
+    if let Some(path) = &args.save_plan {
+        let report = CleanupReport {
+            registry,
+            applied: false,
+            plan: &plan,
+            result: None,
+        };
+        let mut text = serde_json::to_vec_pretty(&report).map_err(|e| Failure::from_error(cli::EXIT_FAILURE, &e))?;
+        text.push(b'\n');
+        atomic::write_atomic(path, &text, 0o644).map_err(|e| {
+            Failure::new(
+                cli::EXIT_FAILURE,
+                format!("cannot write the plan to `{}`", path.display()),
+            )
+            .with_cause(e.to_string())
+        })?;
     }
 
     if !args.json {

@@ -364,6 +364,11 @@ run cleanup-dry-run env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" "$
 { [ "$rc" -eq 0 ] && [ -f "$tmp/state/test/deploy-state.json" ]; }; verdict "task cleanup gathers the deploy state and runs the dry run"
 run tags-after-dry-run skopeo list-tags --tls-verify=false "docker://$image"
 { grep -q "$T1" "$log" && grep -q "$T2" "$log" && grep -q "$T3" "$log"; }; verdict "the cleanup dry run deletes nothing"
+run cleanup-save-plan env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" CLEANUP_PLAN="$tmp/reviewed.json" "$task" cleanup
+{ [ "$rc" -eq 0 ] && grep -q '"applied": false' "$tmp/reviewed.json" && grep -q "$T1" "$tmp/reviewed.json"; }; verdict "task cleanup CLEANUP_PLAN=FILE saves the dry run's plan there for review"
+sed 's/"registry": "[^"]*"/"registry": "registry.example.com"/' "$tmp/reviewed.json" >"$tmp/reviewed-other.json"
+run cleanup-other-plan env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" CLEANUP_PLAN="$tmp/reviewed-other.json" "$task" cleanup -- --apply
+{ [ "$rc" -ne 0 ] && in_log 'is of registry `registry.example.com`' && in_log "nothing was deleted"; }; verdict "task cleanup CLEANUP_PLAN=FILE -- --apply reads the reviewed plan (one of another registry is refused)"
 run cleanup-unreachable env WORKSPACES="test broken" CLEANUP_POLICY="$tmp/policy-broken.yml" "$task" cleanup -- --apply
 { [ "$rc" -ne 0 ] && in_log "broken-down"; }; verdict "task cleanup -- --apply with an unreachable host aborts naming it"
 run tags-after-abort skopeo list-tags --tls-verify=false "docker://$image"
