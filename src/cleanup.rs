@@ -177,8 +177,9 @@ pub enum Reason {
     /// (`indexes`): that one may be an index holding this one (tagged
     /// platform images included), so nothing of the repository goes.
     MaybeInUnreadable { indexes: Vec<Digest> },
-    /// The reviewed plan given (`--plan`) did not delete it: only what a
-    /// reviewed dry run deleted may go.
+    /// The reviewed plan given (`--plan`) did not delete it, or did with
+    /// other tags: only what a reviewed dry run deleted, tagged as it was
+    /// then, may go.
     NotInReviewedPlan,
     /// A tag points to it but the listing has no manifest for it.
     NotListed,
@@ -300,13 +301,31 @@ pub fn plan(listings: &[RepositoryListing], states: &[DeployState], policy: &Pol
 /// `prune::load_reviewed_plan`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reviewed {
-    /// `registry/repository` → the digests the reviewed plan deleted there.
-    pub deletions: HashMap<String, HashSet<Digest>>,
+    /// `registry/repository` → the digests the reviewed plan deleted
+    /// there, each with its tags then (sorted).
+    pub deletions: HashMap<String, HashMap<Digest, Vec<String>>>,
 }
 
 impl Reviewed {
-    fn deletes(&self, image: &str, digest: &Digest) -> bool {
-        self.deletions.get(image).is_some_and(|d| d.contains(digest))
+    /// Adds a deletion as the reviewer saw it: `digest` of `image` with
+    /// `tags`.
+    pub fn add(&mut self, image: &str, digest: Digest, mut tags: Vec<String>) {
+        tags.sort();
+        tags.dedup();
+        self.deletions
+            .entry(image.to_string())
+            .or_default()
+            .insert(digest, tags);
+    }
+
+    /// Whether the reviewed plan deleted `digest` of `image` while it had
+    /// exactly `tags` (sorted): a digest tagged otherwise since was not
+    /// what the reviewer saw.
+    pub fn deletes(&self, image: &str, digest: &Digest, tags: &[&str]) -> bool {
+        self.deletions
+            .get(image)
+            .and_then(|d| d.get(digest))
+            .is_some_and(|reviewed| reviewed.iter().map(String::as_str).eq(tags.iter().copied()))
     }
 }
 
@@ -390,8 +409,27 @@ pub fn plan_within(listings: &[RepositoryListing], planning: &Planning) -> Plan 
     }
 
     for rule in &policy.repositories {
-        if !order.iter().any(|l| rule.matches(&l.repository)) {
+        let matched: Vec<&str> = order
+            .iter()
+            .map(|l| l.repository.as_str())
+            .filter(|r| rule.matches(r))
+            .collect();
+        if matched.is_empty() {
             warnings.insert(format!("policy entry `{}` matches no listed repository", rule.pattern));
+        } else if matched.iter().all(|r| {
+            policy
+                .rule_for(r)
+                .is_some_and(|applied| applied.pattern != rule.pattern)
+        }) {
+            // A glob always beaten by the exact names and earlier globs.
+            let shown: Vec<String> = matched.iter().take(3).map(|r| format!("`{r}`")).collect();
+            warnings.insert(format!(
+                "policy entry `{}` applies to no repository: {}{} it matches take{} an earlier entry or an exact name",
+                rule.pattern,
+                shown.join(", "),
+                if matched.len() > 3 { ", …" } else { "" },
+                if matched.len() == 1 { "s" } else { "" },
+            ));
         }
     }
 
@@ -662,7 +700,10 @@ fn plan_repository(
 
     // Only what a reviewed plan deleted may go.
     if let Some(reviewed) = reviewed {
-        for n in nodes.iter_mut().filter(|n| !reviewed.deletes(&image, n.digest)) {
+        for n in nodes
+            .iter_mut()
+            .filter(|n| !reviewed.deletes(&image, n.digest, &n.tags))
+        {
             n.reasons.push(Reason::NotInReviewedPlan);
         }
     }

@@ -76,15 +76,11 @@ pub enum ApplyRefused {
     /// must be present.
     #[error("refusing to apply: the policy lists no `workspaces`")]
     NoWorkspaces,
-    /// The deploy state has records, but none names this registry and none
-    /// of the digests they name is here: most likely the wrong registry or
-    /// the wrong workspaces, and nothing that runs would be protected.
-    #[error(
-        "refusing to apply: the deploy state of {} protects nothing in `{registry}`: its {records} deploy record{} \
-         name{} images on {} only, and no digest {} is here",
-        quoted(.workspaces), if *.records == 1 { "" } else { "s" }, if *.records == 1 { "s" } else { "" },
-        quoted(.hosts), if *.records == 1 { "it names" } else { "they name" }
-    )]
+    /// No deploy record names this registry and none of the digests they
+    /// name is here (or there are none), while the plan deletes: most
+    /// likely the wrong registry or the wrong workspaces, and nothing that
+    /// runs would be protected.
+    #[error("refusing to apply: the deploy state of {} protects nothing in `{registry}`: {}", quoted(.workspaces), protects_nothing_why(*.records, .hosts))]
     ProtectsNothingHere {
         registry: String,
         /// The workspaces of the state files, sorted.
@@ -116,6 +112,20 @@ impl ApplyRefused {
     }
 }
 
+fn protects_nothing_why(records: usize, hosts: &[String]) -> String {
+    match records {
+        0 => "it holds no deploy records".to_string(),
+        1 => format!(
+            "its 1 deploy record names images on {} only, and no digest it names is here",
+            quoted(hosts)
+        ),
+        n => format!(
+            "its {n} deploy records name images on {} only, and no digest they name is here",
+            quoted(hosts)
+        ),
+    }
+}
+
 fn quoted(items: &[String]) -> String {
     items.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
 }
@@ -141,31 +151,40 @@ pub fn check_apply(policy: &Policy, states: &[DeployState]) -> Result<(), ApplyR
 }
 
 /// Whether the deploy state protects anything in `registry`, checked after
-/// planning: a refusal when `states` hold records, none of them names
-/// `registry` and no digest of theirs is in it (the plan protects
-/// nothing). That is the sign of a cleanup pointed at the wrong registry,
-/// or given the wrong workspaces' state: `REGISTRY=prod task cleanup` with
-/// the demo's workspaces would otherwise delete whatever prod hosts run
-/// beyond the retention rules. A policy that names its `registry` (the
-/// operator saying these workspaces are the ones for it) is not refused,
-/// and neither is state without records (nothing deployed yet).
+/// planning: a refusal when the plan deletes something, no record of
+/// `states` names `registry` and no digest of theirs is in it (the plan
+/// protects nothing), records or none. That is the sign of a cleanup
+/// pointed at the wrong registry, or given the wrong workspaces' state:
+/// `REGISTRY=prod task cleanup` with the demo's workspaces would otherwise
+/// delete whatever prod hosts run beyond the retention rules. A policy
+/// that names its `registry` (the operator saying these workspaces are the
+/// ones for it, or that nothing is deployed from it yet) is not refused.
+/// Registry hosts compare without regard to ASCII case.
 pub fn check_protects_here(
     registry: &str,
     policy: &Policy,
     states: &[DeployState],
     plan: &Plan,
 ) -> Result<(), ApplyRefused> {
-    if policy.registry.as_deref() == Some(registry) {
+    if policy
+        .registry
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case(registry))
+        || plan.delete_count == 0
+    {
         return Ok(());
     }
     let records: Vec<_> = states.iter().flat_map(|s| &s.records).collect();
-    if records.is_empty()
-        || records.iter().any(|r| r.image.split('/').next() == Some(registry))
-        || plan
-            .repositories
-            .iter()
-            .flat_map(|r| &r.digests)
-            .any(|d| d.is_protected())
+    if records.iter().any(|r| {
+        r.image
+            .split('/')
+            .next()
+            .is_some_and(|h| h.eq_ignore_ascii_case(registry))
+    }) || plan
+        .repositories
+        .iter()
+        .flat_map(|r| &r.digests)
+        .any(|d| d.is_protected())
     {
         return Ok(());
     }
@@ -188,14 +207,29 @@ pub fn check_protects_here(
 pub const STALE_STATE: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// Warnings about deploy state files collected more than [`STALE_STATE`]
-/// before `now` (by `collected_at`; a file without it is not judged), in
-/// the order given.
+/// before `now`, or whose `collected_at` is not a time or lies ahead (a
+/// file without it is not judged), in the order given.
 pub fn stale_state_warnings(states: &[DeployState], now: DateTime<Utc>) -> Vec<String> {
     states
         .iter()
         .filter_map(|s| {
             let at = s.collected_at.as_deref()?;
-            let age = now - DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc);
+            let Ok(then) = DateTime::parse_from_rfc3339(at) else {
+                return Some(format!(
+                    "the deploy state of workspace `{}` has `collected_at` `{at}`, not an RFC 3339 time: how old it \
+                     is cannot be told",
+                    s.workspace
+                ));
+            };
+            let age = now - then.with_timezone(&Utc);
+            if age < -STALE_STATE {
+                return Some(format!(
+                    "the deploy state of workspace `{}` was collected at {at}, {} from now: how old it is cannot be \
+                     told (do the clocks agree?)",
+                    s.workspace,
+                    rough_duration(-age)
+                ));
+            }
             (age > STALE_STATE).then(|| {
                 format!(
                     "the deploy state of workspace `{}` was collected {} ago ({at}): what was deployed since then \
@@ -319,6 +353,7 @@ struct SavedRepository {
 #[derive(serde::Deserialize)]
 struct SavedDigest {
     digest: Digest,
+    tags: Vec<String>,
     decision: SavedDecision,
 }
 
@@ -353,12 +388,9 @@ pub fn load_reviewed_plan(path: &Path, registry: &str) -> Result<Reviewed, Revie
     }
     let mut reviewed = Reviewed::default();
     for r in report.plan.repositories {
-        let deleted = r
-            .digests
-            .into_iter()
-            .filter(|d| d.decision == SavedDecision::Delete)
-            .map(|d| d.digest);
-        reviewed.deletions.entry(r.image).or_default().extend(deleted);
+        for d in r.digests.into_iter().filter(|d| d.decision == SavedDecision::Delete) {
+            reviewed.add(&r.image, d.digest, d.tags);
+        }
     }
     Ok(reviewed)
 }
@@ -1183,7 +1215,18 @@ mod tests {
             at("minutes", Some("2026-03-04T10:59:00+00:00")),
         ];
         let w = stale_state_warnings(&states, now);
-        assert_eq!(w.len(), 3, "{w:#?}");
+        assert_eq!(w.len(), 5, "{w:#?}");
+        assert_eq!(
+            w[0],
+            "the deploy state of workspace `garbled` has `collected_at` `yesterday`, not an RFC 3339 time: how old \
+             it is cannot be told"
+        );
+        assert_eq!(
+            w[1],
+            "the deploy state of workspace `future` was collected at 2026-03-05T00:00:00Z, 12 hours from now: how \
+             old it is cannot be told (do the clocks agree?)"
+        );
+        let w = &w[2..];
         assert!(
             w[0].starts_with(
                 "the deploy state of workspace `hours` was collected 2 hours ago (2026-03-04T09:59:00Z): what was \
@@ -1201,20 +1244,41 @@ mod tests {
     #[test]
     fn protects_nothing_here_only_when_no_record_concerns_the_registry() {
         let policy: Policy = "workspaces: [dev]".parse().unwrap();
-        let plan = crate::cleanup::plan(&[], &[], &policy, Utc::now());
+        let nothing = crate::cleanup::plan(&[], &[], &policy, Utc::now());
+        // What matters of a plan here: it deletes, and protects nothing.
+        let deletes = Plan {
+            delete_count: 1,
+            ..nothing.clone()
+        };
         let demo = [state("dev", &["127.0.0.1:5000/acme/web", "127.0.0.1:5000/acme/api"])];
-        let e = check_protects_here("registry.example", &policy, &demo, &plan).unwrap_err();
+        let e = check_protects_here("registry.example", &policy, &demo, &deletes).unwrap_err();
         assert_eq!(
             e.to_string(),
             "refusing to apply: the deploy state of `dev` protects nothing in `registry.example`: its 2 deploy \
              records name images on `127.0.0.1:5000` only, and no digest they name is here"
         );
-        // A record naming this registry, state without records, and a
-        // policy for this registry are not refused.
-        assert!(check_protects_here("127.0.0.1:5000", &policy, &demo, &plan).is_ok());
-        assert!(check_protects_here("registry.example", &policy, &[state("dev", &[])], &plan).is_ok());
-        let own: Policy = "registry: registry.example\nworkspaces: [dev]".parse().unwrap();
-        assert!(check_protects_here("registry.example", &own, &demo, &plan).is_ok());
+        // State without records protects nothing either.
+        let e = check_protects_here(
+            "registry.example",
+            &policy,
+            &[state("dev", &[]), state("prod", &[])],
+            &deletes,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to apply: the deploy state of `dev`, `prod` protects nothing in `registry.example`: it holds \
+             no deploy records"
+        );
+        // A record naming this registry (in any case), a plan that deletes
+        // nothing, and a policy for this registry are not refused.
+        assert!(check_protects_here("127.0.0.1:5000", &policy, &demo, &deletes).is_ok());
+        let upper = [state("dev", &["Registry.Example/acme/web"])];
+        assert!(check_protects_here("registry.example", &policy, &upper, &deletes).is_ok());
+        assert!(check_protects_here("registry.example", &policy, &demo, &nothing).is_ok());
+        let own: Policy = "registry: REGISTRY.example\nworkspaces: [dev]".parse().unwrap();
+        assert!(check_protects_here("registry.example", &own, &demo, &deletes).is_ok());
+        assert!(check_protects_here("registry.example", &own, &[state("dev", &[])], &deletes).is_ok());
     }
 
     #[test]

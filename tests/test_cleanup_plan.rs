@@ -357,10 +357,16 @@ fn example_decisions_and_reasons() {
     assert_eq!(p.repositories[0].policy_entry.as_deref(), Some("rednaw/hello-world"));
     assert_eq!(
         p.warnings,
-        vec![format!(
-            "deployed digest `{}` of app `hello-world` on host `web2` (workspace `dev`) is not in the registry",
-            d["gone"]
-        )]
+        vec![
+            format!(
+                "deployed digest `{}` of app `hello-world` on host `web2` (workspace `dev`) is not in the registry",
+                d["gone"]
+            ),
+            // The only repository it matches has an exact entry.
+            "policy entry `rednaw/*` applies to no repository: `rednaw/hello-world` it matches takes an earlier \
+             entry or an exact name"
+                .to_string(),
+        ]
     );
     assert_eq!(missing_workspaces(&policy, &states), vec!["prod".to_string()]);
     assert!(missing_workspaces(&policy, &[state("prod", vec![]), state("dev", vec![])]).is_empty());
@@ -797,6 +803,44 @@ fn a_record_naming_the_registry_another_way_still_protects_its_digests() {
     )];
     let p = plan(&[listing], &other, &policy, now());
     assert_eq!(find(&p, "acme/web", &run).decision, Decision::Delete);
+}
+
+/// A glob that every repository it matches takes from an exact name or an
+/// earlier glob never applies: said in a warning (one that applies
+/// somewhere, and an exact name, are not).
+#[test]
+fn a_glob_always_beaten_by_earlier_entries_warns() {
+    let listing = |repository: &str| RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: repository.into(),
+        tags: BTreeMap::new(),
+        images: BTreeMap::new(),
+    };
+    let listings = [listing("acme/web"), listing("acme/api"), listing("tools/ci")];
+    let policy: Policy = "workspaces: [dev]
+repositories:
+  acme/web: {keep_last: 5}
+  'acme/*': {keep_last: 3}
+  'acme/w*': {keep_last: 1}
+  'a*/api': {keep_last: 2}
+  'tools/*': {keep_last: 4}
+  'tools/**': {keep_last: 9}"
+        .parse()
+        .unwrap();
+    let p = plan(&listings, &[], &policy, now());
+    assert_eq!(
+        p.warnings,
+        [
+            "policy entry `a*/api` applies to no repository: `acme/api` it matches takes an earlier entry or an \
+             exact name",
+            "policy entry `acme/w*` applies to no repository: `acme/web` it matches takes an earlier entry or an \
+             exact name",
+            "policy entry `tools/**` applies to no repository: `tools/ci` it matches takes an earlier entry or an \
+             exact name",
+        ],
+        "{:#?}",
+        p.warnings
+    );
 }
 
 #[test]
@@ -1316,8 +1360,13 @@ proptest! {
             for d in &r.digests {
                 // Every digest may be in the reviewed deletions, kept ones too
                 // (the reviewed plan was made when the rules said otherwise).
+                // Now and then with tags other than the digest has.
                 if pick[i % pick.len()] {
-                    reviewed.deletions.entry(r.image.clone()).or_default().insert(d.digest.clone());
+                    let mut tags = d.tags.clone();
+                    if pick[(i + 7) % pick.len()] && pick[(i + 13) % pick.len()] {
+                        tags.push("retagged".into());
+                    }
+                    reviewed.add(&r.image, d.digest.clone(), tags);
                 }
                 i += 1;
             }
@@ -1331,10 +1380,12 @@ proptest! {
             let after = decision_map(repo_plan(&within, l));
             let image = l.image_name();
             for (d, x) in &after {
+                let tags: Vec<&str> = x.tags.iter().map(String::as_str).collect();
+                let was_reviewed = reviewed.deletes(&image, d, &tags);
                 if x.decision == Decision::Delete {
                     prop_assert_eq!(before[d].decision, Decision::Delete, "{} deleted only with the reviewed plan", d);
-                    prop_assert!(reviewed.deletions.get(&image).is_some_and(|r| r.contains(*d)), "{} not reviewed", d);
-                } else if !reviewed.deletions.get(&image).is_some_and(|r| r.contains(*d)) {
+                    prop_assert!(was_reviewed, "{} not reviewed with these tags", d);
+                } else if !was_reviewed {
                     prop_assert!(x.reasons.contains(&Reason::NotInReviewedPlan), "{:?}", x.reasons);
                 }
             }
@@ -1350,8 +1401,9 @@ proptest! {
         // The plan's own deletions, reviewed, give the same plan's decisions.
         let mut all = Reviewed::default();
         for r in &c.plan.repositories {
-            let deleted = r.digests.iter().filter(|d| d.decision == Decision::Delete).map(|d| d.digest.clone());
-            all.deletions.entry(r.image.clone()).or_default().extend(deleted);
+            for d in r.digests.iter().filter(|d| d.decision == Decision::Delete) {
+                all.add(&r.image, d.digest.clone(), d.tags.clone());
+            }
         }
         let same = plan_within(
             &c.listings,

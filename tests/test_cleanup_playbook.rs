@@ -404,6 +404,15 @@ fn the_playbook_gathers_the_state_then_plans_and_applies() {
     assert!(text(&o).contains("not deleted by the reviewed plan"), "{}", text(&o));
     assert_eq!(read(&reviewed), plan);
     assert_eq!(w.state_files(), ["dev", "prod"], "fresh state for the dry run");
+    // Check mode without cleanup_apply: a dry run that saves no plan.
+    let o = w.playbook_with(
+        &["dev", "prod"],
+        &json!({"cleanup_registry": server.host, "cleanup_plan": reviewed}),
+        &["--check"],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("dry run: nothing deleted"), "{}", text(&o));
+    assert_eq!(read(&reviewed), plan, "check mode wrote over the reviewed plan");
     assert!(!server.requests().iter().any(|r| r.method == "DELETE"));
 
     // Apply: what the reviewed plan deleted, no more.

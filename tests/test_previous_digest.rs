@@ -472,6 +472,22 @@ fn json_that_is_not_a_deploy_state_is_refused_naming_what_is_wrong() {
             ),
             "records[0].history[0].image is not a string",
         ),
+        (
+            format!(r#"{{"records": [{{"host": "web1", "image": "{IMAGE}", "digest": "v1"}}]}}"#),
+            "records[0].digest `v1` is not a digest",
+        ),
+        (
+            format!(
+                r#"{{"records": [{{"host": "web1", "image": "{IMAGE}", "digest": "{d}", "history": [{{"digest": "v0"}}]}}]}}"#
+            ),
+            "records[0].history[0].digest `v0` is not a digest",
+        ),
+        (
+            format!(
+                r#"{{"records": [{{"host": "web1", "image": "{IMAGE}", "digest": "{d}", "history": [{{"digest": ["x"]}}]}}]}}"#
+            ),
+            "records[0].history[0].digest `['x']` is not a digest",
+        ),
     ] {
         std::fs::write(&path, &text).unwrap();
         let r = run(&[path.to_str().unwrap(), IMAGE]);

@@ -670,6 +670,24 @@ fn apply_refuses_deploy_state_that_protects_nothing_in_this_registry() {
     assert_eq!(stdout(&o), "");
     assert_eq!((status(&p1), status(&p2)), (200, 200));
 
+    // A fresh checkout's workspace: no records at all. Refused the same way.
+    let empty = |ws: &str| serde_json::json!({"workspace": ws, "collected_at": now_utc(), "hosts": [], "records": []});
+    std::fs::write(f.path("dev.json"), empty("dev").to_string()).unwrap();
+    std::fs::write(f.path("prod.json"), empty("prod").to_string()).unwrap();
+    let o = f.run(&prod.host, &["--apply"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "error: refusing to apply: the deploy state of `dev`, `prod` protects nothing in `{}`: it holds no \
+             deploy records; hint:",
+            prod.host
+        )),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!((status(&p1), status(&p2)), (200, 200));
+    f.write_states(&f.reg.host.clone());
+
     let o = f.run(&prod.host, &["--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -724,10 +742,11 @@ fn apply_refuses_deploy_state_that_protects_nothing_in_this_registry() {
 }
 
 /// A dry run saved with `--save-plan`, reviewed, then applied with
-/// `--plan`: what goes is what the reviewed plan deleted and the rules
-/// still delete. A push in between (a newer digest moves t8 beyond
-/// keep_last) deletes nothing more; a deploy in between (web1 now runs t4)
-/// keeps what it runs. A plan that is not a dry run of this registry is
+/// `--plan`: what goes is what the reviewed plan deleted, tagged as it was
+/// then, and the rules still delete. A push in between (a newer digest
+/// moves t8 beyond keep_last) deletes nothing more; a deploy in between
+/// (web1 now runs t4) keeps what it runs; a tag added in between (a1 is
+/// also `hotfix`) keeps the digest the reviewer saw otherwise. A plan that is not a dry run of this registry is
 /// refused before anything is deleted.
 #[test]
 fn apply_with_a_reviewed_plan_deletes_no_more_than_it() {
@@ -778,9 +797,15 @@ fn apply_with_a_reviewed_plan_deletes_no_more_than_it() {
     assert!(stderr(&o).contains("--save-plan"), "{}", stderr(&o));
     assert_eq!(f.snapshot(), before);
 
-    // Meanwhile: a newer push, and a deploy of t4 on web1.
+    // Meanwhile: a newer push, a deploy of t4 on web1, and a1 tagged
+    // `hotfix` too (the reviewer saw it tagged a1 only).
     let web = f.reg.repo("acme/web");
     let t10 = push(&format!("{web}:t10"), &image("t10", &now_utc()));
+    let hotfix = push(
+        &format!("{}:hotfix", f.reg.repo("acme/api")),
+        &image("a1", "2025-02-01T00:00:00Z"),
+    );
+    assert_eq!(&hotfix, f.digest("a1"));
     let fresh = f.run(&f.reg.host, &["--json"]);
     assert!(
         planned_deletions(&json(&fresh)).contains(f.digest("t8")),
@@ -793,8 +818,13 @@ fn apply_with_a_reviewed_plan_deletes_no_more_than_it() {
     let o = f.run(&f.reg.host, &["--apply", "--plan", saved.to_str().unwrap(), "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = json(&o);
+    assert!(
+        planned_deletions(&json(&fresh)).contains(f.digest("a1")),
+        "a1 still goes by the rules"
+    );
     let mut expected = f.expected_deletions();
     expected.remove(f.digest("t4"));
+    expected.remove(f.digest("a1"));
     assert_eq!(planned_deletions(&v), expected);
     assert_eq!(result_digests(&v, "deleted"), expected);
     assert_eq!(f.gone(), expected);

@@ -10,6 +10,7 @@ use clap::Parser;
 use image_lifecycle::atomic;
 use image_lifecycle::cleanup::{Planning, render_plan};
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
+use image_lifecycle::deploy_state::DeployStateError;
 use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{
@@ -78,17 +79,26 @@ fn run(args: Args) -> Result<(), Failure> {
     let platform = args.platform;
     let policy = Policy::load(&args.policy).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
     if let Some(own) = policy.registry.as_deref()
-        && own != registry
+        && !own.eq_ignore_ascii_case(registry)
     {
         return Err(Failure::usage(format!(
             "the policy `{}` is for registry `{own}`, not `{registry}`",
             args.policy.display()
         ))
-        .with_hint("run it against that registry, or give the policy written for this one; nothing was deleted"));
+        .with_hint(
+            "run it against that registry (written the same way: `host:443` is not `host`), or give the policy \
+             written for this one; nothing was deleted",
+        ));
     }
     let states = load_states(&args.protected).map_err(|e| {
-        Failure::from_error(cli::EXIT_USAGE, &e)
-            .with_hint("collect the deploy state again (playbooks/collect_deploy_info.yml or playbooks/cleanup.yml)")
+        let hint = match e {
+            DeployStateError::InvalidImage { .. } => {
+                "correct `image` in that host's deploy-info.yml (or deploy the app there again), then collect the \
+                 deploy state again"
+            }
+            _ => "collect the deploy state again (playbooks/collect_deploy_info.yml or playbooks/cleanup.yml)",
+        };
+        Failure::from_error(cli::EXIT_USAGE, &e).with_hint(hint)
     })?;
     let reviewed = args
         .plan

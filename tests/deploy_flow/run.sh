@@ -367,7 +367,7 @@ run tags-after-dry-run skopeo list-tags --tls-verify=false "docker://$image"
 run cleanup-save-plan env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" CLEANUP_PLAN="$tmp/reviewed.json" "$task" cleanup
 { [ "$rc" -eq 0 ] && grep -q '"applied": false' "$tmp/reviewed.json" && grep -q "$T1" "$tmp/reviewed.json"; }; verdict "task cleanup CLEANUP_PLAN=FILE saves the dry run's plan there for review"
 sed 's/"registry": "[^"]*"/"registry": "registry.example.com"/' "$tmp/reviewed.json" >"$tmp/reviewed-other.json"
-run cleanup-other-plan env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" CLEANUP_PLAN="$tmp/reviewed-other.json" "$task" cleanup -- --apply
+run cleanup-other-plan env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml" "$task" cleanup CLEANUP_PLAN="$tmp/reviewed-other.json" -- --apply
 { [ "$rc" -ne 0 ] && in_log 'is of registry `registry.example.com`' && in_log "nothing was deleted"; }; verdict "task cleanup CLEANUP_PLAN=FILE -- --apply reads the reviewed plan (one of another registry is refused)"
 run cleanup-unreachable env WORKSPACES="test broken" CLEANUP_POLICY="$tmp/policy-broken.yml" "$task" cleanup -- --apply
 { [ "$rc" -ne 0 ] && in_log "broken-down"; }; verdict "task cleanup -- --apply with an unreachable host aborts naming it"
