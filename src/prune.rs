@@ -285,6 +285,26 @@ pub fn foreign_record_warnings(registry: &str, states: &[DeployState]) -> Vec<St
         .collect()
 }
 
+/// A DELETE answered 404 counts as already gone only when the manifest is
+/// gone indeed: a proxy that routes DELETEs elsewhere may answer 404 for a
+/// manifest the registry still serves, and counting that index as gone
+/// would delete its children next (a tagged index left without them). So
+/// the manifest is HEADed: 404 confirms, anything else fails the digest
+/// (its children stay with it).
+async fn confirm_gone(client: &Client, repo: &Reference, digest: &Digest) -> Result<Deleted, RegistryError> {
+    match client.manifest_head(repo, &digest.to_string()).await {
+        Err(RegistryError::NotFound { .. }) => Ok(Deleted::AlreadyGone),
+        Err(e) => Err(e),
+        Ok(_) => Err(RegistryError::Status {
+            registry: repo.registry.clone(),
+            status: 404,
+            method: "DELETE".into(),
+            path: format!("/v2/{}/manifests/{digest}", repo.repository),
+            detail: Some("yet a HEAD of the manifest finds it: not counted as gone".into()),
+        }),
+    }
+}
+
 /// Scans every repository of `registry`'s catalog and plans over it.
 pub async fn scan_and_plan(
     client: &Client,
@@ -1008,7 +1028,10 @@ async fn delete_in_order(
             let Some(i) = next else { break };
             let digest = order[i].clone();
             in_flight.push(async move {
-                let r = run.client.manifest_delete(repo, &digest.to_string()).await;
+                let r = match run.client.manifest_delete(repo, &digest.to_string()).await {
+                    Ok(Deleted::AlreadyGone) => confirm_gone(run.client, repo, &digest).await,
+                    other => other,
+                };
                 (i, r)
             });
         }

@@ -1050,6 +1050,47 @@ fn a_digest_deleted_meanwhile_counts_as_already_gone_and_its_children_follow() {
     assert!(again.result.skipped.is_empty() && again.result.failed.is_empty());
 }
 
+/// A DELETE answered 404 while the registry still serves the manifest (a
+/// proxy routing DELETEs elsewhere): not counted as gone, so the index t5
+/// keeps its children; the rest goes, and the run exits 5 naming it.
+#[test]
+fn a_404_to_a_delete_of_a_manifest_still_there_is_a_failure_and_its_children_stay() {
+    let f = Fixture::new();
+    let t5 = f.digest("t5").to_string();
+    let server = FaultServer::start(
+        Some(f.reg.host.clone()),
+        Arc::new(move |r: &Req| {
+            if r.method == "DELETE" && r.path.ends_with(&t5) {
+                return Action::Respond(Resp::new(404, "404 page not found\n"));
+            }
+            Action::Forward
+        }),
+    );
+    f.write_states(&server.host);
+    let o = f.run(&server.host, &["--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let v = json(&o);
+    let failed = result_digests(&v, "failed");
+    assert_eq!(failed, f.digests(&["t5"]));
+    let error = v["result"]["failed"][0]["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("answered 404 to DELETE") && error.contains("yet a HEAD of the manifest finds it"),
+        "{error}"
+    );
+    let mut deleted = f.expected_deletions();
+    for n in ["t5", "t5/amd64", "t5/arm64"] {
+        deleted.remove(f.digest(n));
+    }
+    assert_eq!(result_digests(&v, "deleted"), deleted);
+    assert_eq!(f.gone(), deleted);
+    assert!(
+        stderr(&o).contains("yet a HEAD of the manifest finds it"),
+        "{}",
+        stderr(&o)
+    );
+    pulls_completely(&f.reg.repo("acme/web:t5")).unwrap();
+}
+
 #[test]
 fn a_tag_moved_between_plan_and_apply_is_not_deleted() {
     let f = Fixture::new();

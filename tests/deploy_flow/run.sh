@@ -431,6 +431,15 @@ run compose-no-image-host "$task" deploy -- test "$repo" "$T2"
 { [ "$rc" -ne 0 ] && in_log "$(app_dir test-web1)/compose.yml does not use \${IMAGE}" && unchanged; }
 verdict "a compose file on the host that does not use \${IMAGE} is refused before the host is touched"
 cp "$tmp/compose.yml" "$(app_dir test-web1)/compose.yml"
+override "deploy_app_runtime: compose
+deploy_app_compose_command: ['$tmp/fake-docker', compose]
+deploy_app_compose_src: $tmp/compose-no-image.yml
+deploy_app_compose_require_image: false
+deploy_app_healthcheck_command: []"
+run compose-no-image-opt-out "$task" deploy -- test "$repo" "$T2"
+{ [ "$rc" -eq 0 ] && both_digest "$D2" && cmp -s "$tmp/compose-no-image.yml" "$(app_dir test-web1)/compose.yml" \
+    && [ "$(backups)" -eq 0 ]; }
+verdict "with deploy_app_compose_require_image false a compose file without \${IMAGE} deploys"
 
 # A new compose file: its predecessor is kept until the deploy succeeded.
 printf '# second version\nservices:\n  web:\n    image: ${IMAGE:?IMAGE is set by the deploy}\n' >"$tmp/compose-2.yml"
