@@ -251,6 +251,17 @@ impl<'a> Untagger<'a> {
         } else {
             Some(client.manifest_delete(&repo, &tag).await)
         };
+        // A 404 to the DELETE of a tag that was just found: gone only if a
+        // HEAD agrees; a registry (or proxy) that answers 404 while the
+        // tag stays does not delete by tag, so the placeholder method runs.
+        let by_tag = match by_tag {
+            Some(Ok(Deleted::AlreadyGone)) => match client.manifest_head(&repo, &tag).await {
+                Ok(_) => None,
+                Err(RegistryError::NotFound { .. }) => Some(Ok(Deleted::AlreadyGone)),
+                Err(e) => return Err(e.into()),
+            },
+            other => other,
+        };
         match by_tag {
             Some(Ok(_)) => {
                 // A registry that accepted the DELETE by tag must not have taken the digest with it.

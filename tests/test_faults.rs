@@ -1057,6 +1057,28 @@ fn registry_untag_of_many_tags_reads_the_repository_once() {
     assert_eq!(count("POST", "/blobs/uploads/"), 1, "the empty blob pushed once");
 }
 
+/// A 404 to the DELETE of a tag that exists (a registry or proxy without
+/// deletes by tag answering so): not taken for "untagged"; a HEAD finds the
+/// tag still there, so the placeholder method removes it, and the digest
+/// stays.
+#[test]
+fn registry_untag_does_not_take_a_404_to_a_delete_by_tag_for_done() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("DELETE", "/manifests/latest", Fault::Status(404), usize::MAX)],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let before = faulty.server.requests().len();
+    let v = json(&run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]), "404 by tag");
+    assert_eq!(v[0]["applied"], true, "{v}");
+    assert_eq!(v[0]["method"], "placeholder", "{v}");
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222"]);
+    assert_eq!(manifest_digest(&reg, "acme/web", &d2).as_deref(), Some(d2.as_str()));
+    assert_eq!(faulty.count_since(before, "DELETE", "/manifests/latest"), 1);
+}
+
 /// A tag that exists (HEAD finds it) but that the repository's tag list
 /// does not name yet is untagged all the same, as crane or regctl would
 /// (they never read the list); a tag missing for real is still refused
