@@ -11,7 +11,8 @@ use image_lifecycle::untag::{UntagError, Untagger};
 
 /// Remove tags from a registry, keeping the digests they point to.
 ///
-/// Uses DELETE by tag where the registry supports it; otherwise points the
+/// Uses DELETE by tag where the registry supports it (a 404 to it while a
+/// HEAD still finds the tag counts as no support); otherwise points the
 /// tag at a unique placeholder manifest and deletes that by digest. A digest
 /// left without tags is reclaimed by the registry's own collection of
 /// untagged manifests (distribution 3: `garbage-collect --delete-untagged`).
