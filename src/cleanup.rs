@@ -424,7 +424,8 @@ pub fn plan_within(listings: &[RepositoryListing], planning: &Planning) -> Plan 
             // A glob always beaten by the exact names and earlier globs.
             let shown: Vec<String> = matched.iter().take(3).map(|r| format!("`{r}`")).collect();
             warnings.insert(format!(
-                "policy entry `{}` applies to no repository: {}{} it matches take{} an earlier entry or an exact name",
+                "policy entry `{}` applies to no listed repository: {}{} it matches take{} an earlier entry or an exact \
+                 name",
                 rule.pattern,
                 shown.join(", "),
                 if matched.len() > 3 { ", …" } else { "" },

@@ -24,7 +24,8 @@
 //!   DELETE fails, its children are kept. The price: a child whose DELETE
 //!   fails after its index went is reachable from no tag, so a rerun that
 //!   scans again cannot find it; the result marks it (`index_deleted`).
-//! * `404` on DELETE counts as already gone, and a planned digest whose
+//! * `404` on DELETE counts as already gone once a HEAD of the manifest
+//!   answers 404 too (see `confirm_gone`), and a planned digest whose
 //!   tags are all gone and whose manifest answers `404` counts as already
 //!   gone too (a concurrent or earlier run deleted it): applying the same
 //!   plan twice deletes nothing twice and finishes what the first left.
@@ -289,9 +290,18 @@ pub fn foreign_record_warnings(registry: &str, states: &[DeployState]) -> Vec<St
 /// gone indeed: a proxy that routes DELETEs elsewhere may answer 404 for a
 /// manifest the registry still serves, and counting that index as gone
 /// would delete its children next (a tagged index left without them). So
-/// the manifest is HEADed: 404 confirms, anything else fails the digest
-/// (its children stay with it).
+/// the manifest is HEADed: 404 confirms; found, it is asked again after a
+/// pause (a cache or replica in front may lag behind a delete whose answer
+/// was lost and retried), and still found, the digest fails (its children
+/// stay with it); any other error fails it too.
 async fn confirm_gone(client: &Client, repo: &Reference, digest: &Digest) -> Result<Deleted, RegistryError> {
+    for pause in CONFIRM_PAUSES {
+        match client.manifest_head(repo, &digest.to_string()).await {
+            Err(RegistryError::NotFound { .. }) => return Ok(Deleted::AlreadyGone),
+            Err(e) => return Err(e),
+            Ok(_) => tokio::time::sleep(pause).await,
+        }
+    }
     match client.manifest_head(repo, &digest.to_string()).await {
         Err(RegistryError::NotFound { .. }) => Ok(Deleted::AlreadyGone),
         Err(e) => Err(e),
@@ -300,10 +310,18 @@ async fn confirm_gone(client: &Client, repo: &Reference, digest: &Digest) -> Res
             status: 404,
             method: "DELETE".into(),
             path: format!("/v2/{}/manifests/{digest}", repo.repository),
-            detail: Some("yet a HEAD of the manifest finds it: not counted as gone".into()),
+            detail: Some(
+                "yet a HEAD of the manifest still finds it, so it is not counted as gone (a proxy routing DELETEs \
+                 elsewhere, credentials that may not delete, or a cache that lags: run again)"
+                    .into(),
+            ),
         }),
     }
 }
+
+/// Pauses between the HEADs of [`confirm_gone`] that still find a manifest
+/// a DELETE answered 404 for.
+const CONFIRM_PAUSES: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 
 /// Scans every repository of `registry`'s catalog and plans over it.
 pub async fn scan_and_plan(
@@ -1027,8 +1045,11 @@ async fn delete_in_order(
             };
             let Some(i) = next else { break };
             let digest = order[i].clone();
+            let gone_before = gone.contains(&digest);
             in_flight.push(async move {
                 let r = match run.client.manifest_delete(repo, &digest.to_string()).await {
+                    // Found gone at the recheck already (a HEAD said so).
+                    Ok(Deleted::AlreadyGone) if gone_before => Ok(Deleted::AlreadyGone),
                     Ok(Deleted::AlreadyGone) => confirm_gone(run.client, repo, &digest).await,
                     other => other,
                 };

@@ -311,8 +311,26 @@ impl<'a> Untagger<'a> {
                 let d = client
                     .manifest_put(&repo, &tag, MEDIA_OCI_MANIFEST, placeholder)
                     .await?;
-                match client.manifest_delete(&repo, &d.to_string()).await {
-                    Ok(Deleted::Deleted | Deleted::AlreadyGone) => {}
+                let deleted = match client.manifest_delete(&repo, &d.to_string()).await {
+                    // A 404 counts only if the tag no longer points to the
+                    // placeholder: a proxy answering 404 to every DELETE
+                    // passes the probe, and would leave the tag on it.
+                    Ok(Deleted::AlreadyGone) => match client.manifest_head(&repo, &tag).await {
+                        Ok(h) if h.digest == d => Err(RegistryError::Status {
+                            registry: repo.registry.clone(),
+                            status: 404,
+                            method: "DELETE".into(),
+                            path: format!("/v2/{}/manifests/{d}", repo.repository),
+                            detail: Some("yet the tag still points to the placeholder".into()),
+                        }),
+                        Ok(_) | Err(RegistryError::NotFound { .. }) => Ok(()),
+                        Err(e) => Err(e),
+                    },
+                    Ok(Deleted::Deleted) => Ok(()),
+                    Err(e) => Err(e),
+                };
+                match deleted {
+                    Ok(()) => {}
                     Err(delete) => {
                         let restored = client
                             .manifest_put(&repo, &tag, &original.media_type, original.body)

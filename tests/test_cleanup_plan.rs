@@ -363,7 +363,7 @@ fn example_decisions_and_reasons() {
                 d["gone"]
             ),
             // The only repository it matches has an exact entry.
-            "policy entry `rednaw/*` applies to no repository: `rednaw/hello-world` it matches takes an earlier \
+            "policy entry `rednaw/*` applies to no listed repository: `rednaw/hello-world` it matches takes an earlier \
              entry or an exact name"
                 .to_string(),
         ]
@@ -831,11 +831,11 @@ repositories:
     assert_eq!(
         p.warnings,
         [
-            "policy entry `a*/api` applies to no repository: `acme/api` it matches takes an earlier entry or an \
+            "policy entry `a*/api` applies to no listed repository: `acme/api` it matches takes an earlier entry or an \
              exact name",
-            "policy entry `acme/w*` applies to no repository: `acme/web` it matches takes an earlier entry or an \
+            "policy entry `acme/w*` applies to no listed repository: `acme/web` it matches takes an earlier entry or an \
              exact name",
-            "policy entry `tools/**` applies to no repository: `tools/ci` it matches takes an earlier entry or an \
+            "policy entry `tools/**` applies to no listed repository: `tools/ci` it matches takes an earlier entry or an \
              exact name",
         ],
         "{:#?}",

@@ -1079,6 +1079,72 @@ fn registry_untag_does_not_take_a_404_to_a_delete_by_tag_for_done() {
     assert_eq!(faulty.count_since(before, "DELETE", "/manifests/latest"), 1);
 }
 
+/// A proxy that answers 404 to every DELETE: the probe of delete support
+/// passes (a 404 is what a registry with deletes answers for it), but the
+/// placeholder's DELETE is not taken for done while the tag still points
+/// to the placeholder: the tag is put back on its digest, exit 5.
+#[test]
+fn registry_untag_puts_the_tag_back_when_every_delete_answers_404() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule("DELETE", "/manifests/", Fault::Status(404), usize::MAX)],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 5, "every DELETE answered 404");
+    assert!(
+        r.err
+            .contains(&format!("cannot untag `{target}` (the tag points to `{d2}` again)"))
+            && r.err.contains("yet the tag still points to the placeholder"),
+        "{}",
+        r.err
+    );
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222", "latest"]);
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "latest").as_deref(),
+        Some(d2.as_str())
+    );
+}
+
+/// The other side: a 404 to the DELETE by tag when the tag is gone indeed
+/// (another client took it first; here the proxy answers for the registry
+/// as one with deletes by tag would: 404 to the DELETE, then 404 to HEADs
+/// of the tag) is done, by tag, without the placeholder.
+#[test]
+fn registry_untag_takes_a_404_to_a_delete_by_tag_for_done_when_the_tag_is_gone() {
+    let reg = registry_with_images();
+    let deleted = Arc::new(AtomicBool::new(false));
+    let d2 = deleted.clone();
+    let server = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(move |r: &Req| {
+            let unknown = || Resp::new(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"gone"}]}"#);
+            if r.path.ends_with("/manifests/latest") {
+                if r.method == "DELETE" {
+                    d2.store(true, Ordering::SeqCst);
+                    return Action::Respond(unknown());
+                }
+                if d2.load(Ordering::SeqCst) {
+                    return Action::Respond(unknown());
+                }
+            }
+            Action::Forward
+        }),
+    );
+    let target = format!("{}/acme/web:latest", server.host);
+    let v = json(
+        &run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]),
+        "tag gone meanwhile",
+    );
+    assert_eq!(v[0]["applied"], true, "{v}");
+    assert_eq!(v[0]["method"], "delete-tag", "{v}");
+    assert!(deleted.load(Ordering::SeqCst));
+    let puts = server.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 0, "no placeholder");
+}
+
 /// A tag that exists (HEAD finds it) but that the repository's tag list
 /// does not name yet is untagged all the same, as crane or regctl would
 /// (they never read the list); a tag missing for real is still refused
