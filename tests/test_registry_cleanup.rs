@@ -187,6 +187,30 @@ impl Fixture {
         Env::new().command(BIN, &all)
     }
 
+    /// A policy under which no rule keeps anything: only deploy state does
+    /// (protect_history 2).
+    fn keep_only_what_deploys_protect(&self) {
+        std::fs::write(
+            self.path("policy.yml"),
+            "workspaces: [dev, prod]\ndefaults: {keep_last: 0, keep_younger_than: 0s, keep_tags: [], protect_history: 2}\n",
+        )
+        .unwrap();
+    }
+
+    /// Under [`Fixture::keep_only_what_deploys_protect`], `o` (an `--apply
+    /// --json` run) deleted all but what web1 and web2 run and may go back
+    /// to (t2, t3, t7), and those still pull completely.
+    fn assert_only_deploys_kept(&self, o: &std::process::Output) {
+        let kept = self.digests(&["t2", "t3", "t7"]);
+        let all: BTreeSet<Digest> = self.d.values().cloned().collect();
+        let deleted: BTreeSet<Digest> = all.difference(&kept).cloned().collect();
+        assert_eq!(result_digests(&json(o), "deleted"), deleted);
+        assert_eq!(self.gone(), deleted);
+        for t in ["t2", "t3", "t7"] {
+            pulls_completely(&self.reg.repo(&format!("acme/web:{t}"))).unwrap();
+        }
+    }
+
     /// What the planner must delete.
     fn expected_deletions(&self) -> BTreeSet<Digest> {
         self.digests(&["t1", "t4", "t5", "t5/amd64", "t5/arm64", "a1", "a2"])
@@ -328,6 +352,18 @@ fn planned_deletions(v: &Value) -> BTreeSet<Digest> {
         .filter(|d| d["decision"] == "delete")
         .map(|d| d["digest"].as_str().unwrap().parse().unwrap())
         .collect()
+}
+
+/// The plan entry of `digest` in a `--json` report, in any repository.
+fn planned(v: &Value, digest: &Digest) -> Value {
+    v["plan"]["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["digests"].as_array().unwrap())
+        .find(|d| d["digest"] == digest.to_string().as_str())
+        .unwrap_or_else(|| panic!("{digest} is not in the plan"))
+        .clone()
 }
 
 fn result_digests(v: &Value, list: &str) -> BTreeSet<Digest> {
@@ -501,30 +537,13 @@ fn apply_deletes_exactly_the_plan_and_after_gc_the_rest_still_pulls() {
 fn deploy_state_alone_protects_the_current_and_recent_digests() {
     let f = Fixture::new();
     // No rule keeps anything: only deploy state does.
-    std::fs::write(
-        f.path("policy.yml"),
-        "workspaces: [dev, prod]\ndefaults: {keep_last: 0, keep_younger_than: 0s, keep_tags: [], protect_history: 2}\n",
-    )
-    .unwrap();
+    f.keep_only_what_deploys_protect();
     let o = f.run(&f.reg.host, &["--apply", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let kept = f.digests(&["t2", "t3", "t7"]);
-    let all: BTreeSet<Digest> = f.d.values().cloned().collect();
-    let deleted: BTreeSet<Digest> = all.difference(&kept).cloned().collect();
-    assert_eq!(result_digests(&json(&o), "deleted"), deleted);
-    assert_eq!(f.gone(), deleted);
-    for t in ["t2", "t3", "t7"] {
-        pulls_completely(&f.reg.repo(&format!("acme/web:{t}"))).unwrap();
-    }
+    f.assert_only_deploys_kept(&o);
     // protect_history 3 would have kept t1 as well: it is only the history.
     let v = json(&o);
-    let t1 = v["plan"]["repositories"][1]["digests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["digest"] == f.digest("t1").to_string())
-        .unwrap()
-        .clone();
+    let t1 = planned(&v, f.digest("t1"));
     assert_eq!(t1["decision"], "delete");
     assert_eq!(t1["reasons"][0]["rule"], "expired");
 }
@@ -538,11 +557,7 @@ fn deploy_state_naming_the_registry_another_way_protects_all_the_same() {
     let alias = f.reg.host.replacen("127.0.0.1", "localhost", 1);
     assert_ne!(alias, f.reg.host);
     f.write_states(&alias);
-    std::fs::write(
-        f.path("policy.yml"),
-        "workspaces: [dev, prod]\ndefaults: {keep_last: 0, keep_younger_than: 0s, keep_tags: [], protect_history: 2}\n",
-    )
-    .unwrap();
+    f.keep_only_what_deploys_protect();
     let o = f.run(&f.reg.host, &["--apply", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -553,14 +568,7 @@ fn deploy_state_naming_the_registry_another_way_protects_all_the_same() {
         "{}",
         stderr(&o)
     );
-    let kept = f.digests(&["t2", "t3", "t7"]);
-    let all: BTreeSet<Digest> = f.d.values().cloned().collect();
-    let deleted: BTreeSet<Digest> = all.difference(&kept).cloned().collect();
-    assert_eq!(result_digests(&json(&o), "deleted"), deleted);
-    assert_eq!(f.gone(), deleted);
-    for t in ["t2", "t3", "t7"] {
-        pulls_completely(&f.reg.repo(&format!("acme/web:{t}"))).unwrap();
-    }
+    f.assert_only_deploys_kept(&o);
 }
 
 #[test]
@@ -828,13 +836,7 @@ fn apply_with_a_reviewed_plan_deletes_no_more_than_it() {
     assert_eq!(planned_deletions(&v), expected);
     assert_eq!(result_digests(&v, "deleted"), expected);
     assert_eq!(f.gone(), expected);
-    let t8 = v["plan"]["repositories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|r| r["digests"].as_array().unwrap())
-        .find(|d| d["digest"] == f.digest("t8").to_string().as_str())
-        .unwrap();
+    let t8 = planned(&v, f.digest("t8"));
     assert_eq!(t8["decision"], "keep");
     assert_eq!(t8["reasons"][0]["rule"], "not_in_reviewed_plan", "{t8}");
     assert_eq!(t8["reasons"][0]["text"], "not deleted by the reviewed plan");
