@@ -434,6 +434,34 @@ pub fn plan_within(listings: &[RepositoryListing], planning: &Planning) -> Plan 
         }
     }
 
+    // `protect_history: 1` protects only what runs: say so where it lets a
+    // rollback target go (what `task rollback` without a target picks: the
+    // newest earlier digest of the record's own image).
+    let deleted: HashSet<(&str, &Digest)> = repositories
+        .iter()
+        .flat_map(|r| {
+            r.digests
+                .iter()
+                .filter(|d| d.decision == Decision::Delete)
+                .map(move |d| (r.image.as_str(), &d.digest))
+        })
+        .collect();
+    for r in states.iter().flat_map(|s| &s.records) {
+        let repository = repository_path(&r.image);
+        if policy.retention_for(repository).protect_history > 1 {
+            continue;
+        }
+        if let Some(previous) = r.recent_digests(2).get(1)
+            && deleted.contains(&(r.image.as_str(), *previous))
+        {
+            warnings.insert(format!(
+                "app `{}` on host `{}` (workspace `{}`) cannot roll back: its previous deploy `{previous}` is deleted, \
+                 as `protect_history: 1` of `{repository}` keeps only what runs (2 keeps one rollback target)",
+                r.app, r.host, r.workspace
+            ));
+        }
+    }
+
     // Bytes: per registry, what deleted digests reach and no kept one does.
     let mut reclaim_bytes = 0;
     let mut by_registry: BTreeMap<&str, Vec<usize>> = BTreeMap::new();

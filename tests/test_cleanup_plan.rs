@@ -586,6 +586,61 @@ fn rollback_targets_from_another_repository_are_kept_there() {
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 }
 
+/// `protect_history: 1` keeps only what runs: where that deletes the
+/// digest `task rollback` would go back to, the plan says so (and only
+/// there: a previous deploy another rule keeps, or `protect_history: 2`,
+/// gives no warning).
+#[test]
+fn protect_history_one_warns_where_it_deletes_the_rollback_target() {
+    let (a, b, c, kept) = (digest("a"), digest("b"), digest("c"), digest("kept"));
+    let old = Some(hours_ago(5000));
+    let listing = |repo: &str, ds: &[&Digest]| RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: repo.into(),
+        tags: ds.iter().map(|d| (d.short(7).to_string(), (*d).clone())).collect(),
+        images: ds
+            .iter()
+            .map(|d| ((*d).clone(), entry(d, ManifestKind::Image, old.clone(), &[], &[])))
+            .collect(),
+    };
+    let listings = [listing("acme/web", &[&a, &b, &c]), listing("acme/api", &[&kept, &c])];
+    let web = format!("{REGISTRY}/acme/web");
+    let api = format!("{REGISTRY}/acme/api");
+    // web1 runs c after b after a: its rollback target is b. api1's is
+    // `kept`, which a tag rule keeps.
+    let states = [state(
+        "dev",
+        vec![
+            record("web1", "web", &web, &c, &[&a, &b, &c]),
+            record("api1", "api", &api, &c, &[&kept, &c]),
+        ],
+    )];
+    let policy = |n: usize| -> Policy {
+        format!(
+            "workspaces: [dev]\ndefaults: {{keep_last: 0, protect_history: {n}}}\nrepositories:\n  acme/api: {{keep_tags: ['^{}$']}}",
+            kept.short(7)
+        )
+        .parse()
+        .unwrap()
+    };
+    let p = plan(&listings, &states, &policy(1), now());
+    assert_eq!(find(&p, "acme/web", &b).decision, Decision::Delete);
+    assert_eq!(find(&p, "acme/api", &kept).decision, Decision::Keep);
+    assert_eq!(
+        p.warnings,
+        [format!(
+            "app `web` on host `web1` (workspace `dev`) cannot roll back: its previous deploy `{b}` is deleted, as \
+             `protect_history: 1` of `acme/web` keeps only what runs (2 keeps one rollback target)"
+        )],
+        "{:#?}",
+        p.warnings
+    );
+    let p = plan(&listings, &states, &policy(2), now());
+    assert_eq!(find(&p, "acme/web", &b).decision, Decision::Keep);
+    assert_eq!(find(&p, "acme/web", &a).decision, Decision::Delete);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+}
+
 /// A host deployed a platform image by its digest: the old index holding
 /// it stays (deleted, it would leave the child unreferenced for a
 /// collection of untagged manifests), and with it its other children.
