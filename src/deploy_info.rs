@@ -783,7 +783,8 @@ pub fn validate_image(name: &str, image: &str) -> Result<(), ArgsError> {
         return Err(invalid(
             name,
             format!(
-                "`{image}` must name its registry host explicitly, e.g. `{}`",
+                "`{image}` must be written in full, as the registry names it: `{}` (cleanup and the overviews \
+                 match records by this exact name)",
                 reference.name()
             ),
         ));
@@ -901,6 +902,18 @@ impl WriteRequest {
         validate_image("image", &image)?;
         let digest = args.required_string("digest")?;
         let digest = Digest::from_str(&digest).map_err(|e| invalid("digest", e.to_string()))?;
+        // The OCI grammar lets other algorithms encode in base64; a digest a
+        // deploy records is `algorithm:hex` (DESIGN.md), as registries give.
+        if !digest
+            .encoded()
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(invalid(
+                "digest",
+                format!("`{digest}` is not `algorithm:hex` (lower-case hex after the colon)"),
+            ));
+        }
         let tag = match args.string("tag")? {
             Some(t) => Some(Tag::from_str(&t).map_err(|e| invalid("tag", e.to_string()))?),
             None => None,
@@ -1504,6 +1517,16 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
     let candidates = match &request.path {
         Some(path) => vec![path.clone()],
         None => {
+            // A root that is not a directory is a mistake, not a host with
+            // nothing deployed (cleanup must not read it as "runs nothing").
+            match fs::metadata(&request.root) {
+                Ok(m) if !m.is_dir() => skip_or_fail(DeployInfoError::Io {
+                    action: "list",
+                    path: request.root.clone(),
+                    source: io::ErrorKind::NotADirectory.into(),
+                })?,
+                _ => {}
+            }
             let mut found = Vec::new();
             let orgs = match &request.org {
                 Some(org) => vec![request.root.join(org)],
@@ -1545,19 +1568,27 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
                 path: path.clone(),
                 source: io::ErrorKind::NotFound.into(),
             })?;
-            let history = if request.history {
-                Some(read_history(&path)?)
-            } else {
-                None
-            };
             Ok(FoundRecord {
                 path: path.clone(),
                 record,
-                history,
+                history: None,
             })
         })();
         match loaded {
-            Ok(found) => records.push(found),
+            Ok(mut found) => {
+                if request.history {
+                    // Not strict, a damaged history loses only itself: the
+                    // current record still says what runs.
+                    match read_history(&path) {
+                        Ok(history) => found.history = Some(history),
+                        Err(e) => {
+                            skip_or_fail(e)?;
+                            found.history = Some(Vec::new());
+                        }
+                    }
+                }
+                records.push(found);
+            }
             Err(e) => skip_or_fail(e)?,
         }
     }
@@ -1847,6 +1878,19 @@ mod tests {
                 json!({"digest": "sha256:ABC"}),
                 "argument `digest`: invalid digest `sha256:ABC`",
             ),
+            (
+                json!({"digest": "foo:xyz"}),
+                "argument `digest`: `foo:xyz` is not `algorithm:hex` (lower-case hex after the colon)",
+            ),
+            (
+                json!({"digest": "sha256+b64:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564="}),
+                "argument `digest`: `sha256+b64:LCa0a2j_xo_5m0U8HTBBNBNCLXBkg7-g-YpeiGJm564=` is not `algorithm:hex`",
+            ),
+            (
+                json!({"image": "docker.io/nginx"}),
+                "argument `image`: `docker.io/nginx` must be written in full, as the registry names it: \
+                 `docker.io/library/nginx`",
+            ),
             (json!({"tag": "-x"}), "argument `tag`: invalid tag `-x`"),
             (json!({"app": ["x"]}), "argument `app` must be a string, got a list"),
             (json!({"force": "maybe"}), "argument `force` must be a boolean"),
@@ -2121,9 +2165,47 @@ mod tests {
         assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 3);
         req.history = true;
         req.strict = false;
-        assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 2);
+        // Not strict, a damaged history loses only itself: the app's
+        // current record still says what runs.
+        let all = find_records(&req, &mut warnings).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].record.app, "api");
+        assert_eq!(all[0].history.as_deref(), Some(&[][..]));
         assert_eq!(warnings.len(), 1);
-        assert!(warnings[0].starts_with("skipped: `"), "{}", warnings[0]);
+        assert!(
+            warnings[0].starts_with("skipped: `") && warnings[0].contains("acme/api/deploy-history.yml"),
+            "{}",
+            warnings[0]
+        );
+        fs::write(root.join("acme/api/deploy-info.yml"), "- not: a record\n").unwrap();
+        warnings.clear();
+        assert_eq!(find_records(&req, &mut warnings).unwrap().len(), 2);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("acme/api/deploy-info.yml"), "{}", warnings[0]);
+
+        // A root that is a file is a mistake, not a host without deploys.
+        let file = root.join("acme/web/deploy-info.yml");
+        req.root = file.clone();
+        warnings.clear();
+        assert!(find_records(&req, &mut warnings).unwrap().is_empty());
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(&format!("cannot list `{}`", file.display())),
+            "{}",
+            warnings[0]
+        );
+        req.strict = true;
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("cannot list `{}`", file.display())),
+            "{e}"
+        );
+        req.org = Some("acme".into());
+        assert!(find_records(&req, &mut warnings).is_err(), "with `org` too");
+        // A missing root is a host with nothing deployed.
+        req.root = root.join("absent");
+        req.org = None;
+        assert!(find_records(&req, &mut warnings).unwrap().is_empty());
     }
 
     #[test]

@@ -83,6 +83,16 @@ pub enum UntagError {
         #[source]
         delete: RegistryError,
     },
+    /// The tag was pushed again while being untagged (found at `digest`,
+    /// then at `now`): the new push is left as it is.
+    #[error(
+        "cannot untag `{reference}`: the tag moved from `{digest}` to `{now}` while being untagged; it was left as it is"
+    )]
+    Moved {
+        reference: String,
+        digest: Digest,
+        now: Digest,
+    },
     /// Neither the delete nor putting the tag back worked: the tag points
     /// to the placeholder.
     #[error(
@@ -106,6 +116,7 @@ impl UntagError {
         match self {
             UntagError::Registry(e) | UntagError::Restored { delete: e, .. } => e.exit_code(),
             UntagError::PlaceholderLeft { .. } => 5,
+            UntagError::Moved { .. } => 1,
         }
     }
 
@@ -124,6 +135,10 @@ impl UntagError {
                     .into(),
             ),
             UntagError::Restored { delete, .. } => delete.hint(),
+            UntagError::Moved { .. } => Some(
+                "someone pushed to the tag meanwhile; see what it points to now, and run again if it should still go"
+                    .into(),
+            ),
             UntagError::PlaceholderLeft { reference, digest, .. } => Some(format!(
                 "point the tag back by hand, e.g. `crane tag {}@{digest} {}`, then see the registry's logs",
                 reference.rsplit_once(':').map_or(reference.as_str(), |(name, _)| name),
@@ -256,6 +271,13 @@ impl<'a> Untagger<'a> {
         // tag stays does not delete by tag, so the placeholder method runs.
         let by_tag = match by_tag {
             Some(Ok(Deleted::AlreadyGone)) => match client.manifest_head(&repo, &tag).await {
+                Ok(now) if now.digest != target.digest => {
+                    return Err(UntagError::Moved {
+                        reference: reference.to_string(),
+                        digest: target.digest,
+                        now: now.digest,
+                    });
+                }
                 Ok(_) => None,
                 Err(RegistryError::NotFound { .. }) => Some(Ok(Deleted::AlreadyGone)),
                 Err(e) => return Err(e.into()),

@@ -1108,6 +1108,67 @@ fn registry_untag_puts_the_tag_back_when_every_delete_answers_404() {
     );
 }
 
+/// A 404 to the DELETE by tag, and meanwhile someone pushed to the tag (here
+/// `latest` is moved to the image of `1111111` in the real registry while
+/// the DELETE is answered): the new push is left as it is, no placeholder
+/// is written, exit 1 naming both digests.
+#[test]
+fn registry_untag_leaves_a_tag_pushed_again_while_it_was_untagged() {
+    let reg = registry_with_images();
+    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let host = reg.host.clone();
+    let server = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(move |r: &Req| {
+            if r.method == "DELETE" && r.path.ends_with("/manifests/latest") {
+                let host = host.clone();
+                // The move, as another client would push it (a thread of its
+                // own: the handler runs on the server's async workers).
+                std::thread::spawn(move || {
+                    let c = reqwest::blocking::Client::new();
+                    let url = |reference: &str| format!("http://{host}/v2/acme/web/manifests/{reference}");
+                    let m = c
+                        .get(url("1111111"))
+                        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+                        .send()
+                        .unwrap();
+                    let media_type = m.headers()["content-type"].to_str().unwrap().to_string();
+                    let body = m.bytes().unwrap();
+                    let put = c
+                        .put(url("latest"))
+                        .header("Content-Type", media_type)
+                        .body(body)
+                        .send()
+                        .unwrap();
+                    assert_eq!(put.status(), 201);
+                })
+                .join()
+                .unwrap();
+                return Action::Respond(Resp::new(404, "404 page not found\n"));
+            }
+            Action::Forward
+        }),
+    );
+    let target = format!("{}/acme/web:latest", server.host);
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 1, "tag moved meanwhile");
+    assert!(
+        r.err.contains(&format!(
+            "cannot untag `{target}`: the tag moved from `{d2}` to `{d1}` while being untagged"
+        )),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "latest").as_deref(),
+        Some(d1.as_str())
+    );
+    assert_eq!(manifest_digest(&reg, "acme/web", &d2).as_deref(), Some(d2.as_str()));
+    let puts = server.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 0, "no placeholder");
+}
+
 /// The other side: a 404 to the DELETE by tag when the tag is gone indeed
 /// (another client took it first; here the proxy answers for the registry
 /// as one with deletes by tag would: 404 to the DELETE, then 404 to HEADs
