@@ -404,7 +404,7 @@ pub fn plan_within(listings: &[RepositoryListing], planning: &Planning) -> Plan 
             continue;
         }
         for p in protections {
-            warnings.insert(missing_warning(p.record, p.digest, p.current));
+            warnings.insert(missing_warning(p.record, p.digest, p.current, false));
         }
     }
 
@@ -509,18 +509,25 @@ pub fn plan_within(listings: &[RepositoryListing], planning: &Planning) -> Plan 
     }
 }
 
-fn missing_warning(r: &DeployRecord, digest: &Digest, current: bool) -> String {
-    if current {
-        format!(
-            "deployed digest `{digest}` of app `{}` on host `{}` (workspace `{}`) is not in the registry",
-            r.app, r.host, r.workspace
-        )
+/// A digest a record protects that the plan does not list: in a listed
+/// repository no tag reaches it (untagged: the cleanup never touches it;
+/// or gone), else its repository is not in the catalog.
+fn missing_warning(r: &DeployRecord, digest: &Digest, current: bool, listed: bool) -> String {
+    let what = if current { "deployed digest" } else { "rollback digest" };
+    let why = if listed {
+        "is not reached by any tag of its repository: untagged (the cleanup leaves it alone; a `garbage-collect \
+         --delete-untagged` would not) or gone from the registry"
+            .to_string()
     } else {
         format!(
-            "rollback digest `{digest}` of app `{}` on host `{}` (workspace `{}`) is not in the registry",
-            r.app, r.host, r.workspace
+            "is of `{}`, which the registry's catalog does not list",
+            repository_path(&r.image)
         )
-    }
+    };
+    format!(
+        "{what} `{digest}` of app `{}` on host `{}` (workspace `{}`) {why}",
+        r.app, r.host, r.workspace
+    )
 }
 
 /// One digest a deploy record protects.
@@ -613,7 +620,7 @@ fn plan_repository(
         let r = p.record;
         let Some(&n) = index.get(p.digest) else {
             if named_here {
-                warnings.insert(missing_warning(r, p.digest, p.current));
+                warnings.insert(missing_warning(r, p.digest, p.current, true));
             }
             continue;
         };
@@ -1050,9 +1057,9 @@ pub fn render_plan(plan: &Plan) -> String {
 
 fn totals(delete: usize, keep: usize, bytes: u64) -> String {
     format!(
-        "{delete} digest{} to delete, {keep} kept, {:.1} MiB to reclaim",
+        "{delete} digest{} to delete, {keep} kept, {} to reclaim",
         if delete == 1 { "" } else { "s" },
-        bytes as f64 / (1024.0 * 1024.0)
+        crate::human::bytes(bytes)
     )
 }
 
@@ -1173,7 +1180,7 @@ mod tests {
 
     #[test]
     fn totals_and_created_for_humans() {
-        assert_eq!(totals(1, 0, 0), "1 digest to delete, 0 kept, 0.0 MiB to reclaim");
+        assert_eq!(totals(1, 0, 0), "1 digest to delete, 0 kept, 0 B to reclaim");
         assert_eq!(
             totals(3, 2, 5 * 1024 * 1024 + 512 * 1024),
             "3 digests to delete, 2 kept, 5.5 MiB to reclaim"
@@ -1192,10 +1199,7 @@ mod tests {
         let now = DateTime::parse_from_rfc3339("2026-02-01T00:00:00Z").unwrap().to_utc();
         let p = plan(&[], &[], &policy, now);
         assert_eq!(p.delete_count + p.keep_count, 0);
-        assert_eq!(
-            render_plan(&p),
-            "total: 0 digests to delete, 0 kept, 0.0 MiB to reclaim\n"
-        );
+        assert_eq!(render_plan(&p), "total: 0 digests to delete, 0 kept, 0 B to reclaim\n");
         assert_eq!(missing_workspaces(&policy, &[]), vec!["dev".to_string()]);
     }
 }

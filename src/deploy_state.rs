@@ -57,6 +57,22 @@ pub enum DeployStateError {
     },
 }
 
+impl DeployStateError {
+    /// What to do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            DeployStateError::InvalidImage { .. } => {
+                "correct `image` in that host's deploy-info.yml (or deploy the app there again), then collect the \
+                 deploy state again"
+            }
+            _ => {
+                "collect the deploy state again (playbooks/collect_deploy_info.yml, or `task images:overview` / \
+                  `task cleanup`, which collect it first)"
+            }
+        }
+    }
+}
+
 /// One workspace's collected deploy state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployState {

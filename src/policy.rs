@@ -89,12 +89,12 @@ pub enum PolicyError {
         value: String,
         expected: String,
     },
-    #[error("`{key}` is `{pattern}`, which is not a valid regular expression")]
+    #[error("`{key}` is `{pattern}`, which is not a valid regular expression: {reason}")]
     Regex {
         key: String,
         pattern: String,
-        #[source]
-        source: regex::Error,
+        /// [`regex_problem`] of the parse error.
+        reason: String,
     },
     #[error("`repositories` key `{pattern}` is not a valid glob")]
     Glob {
@@ -489,6 +489,22 @@ impl<'de> Deserialize<'de> for RawRepositories {
 
 /// How a value is shown in an error: strings as written, anything else as
 /// compact JSON.
+/// What is wrong with a regular expression, in one line: the `regex`
+/// crate's syntax errors are a drawing of the pattern with a caret under the
+/// fault, then `error: …`; the pattern is shown beside this anyway.
+pub fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")) {
+        Some(problem) => problem.to_string(),
+        None => text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
 fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -582,10 +598,10 @@ impl RawRetention {
                         "an empty pattern matches every tag; write `.*` if that is meant",
                     ));
                 }
-                let p = TagPattern::new(pattern).map_err(|source| PolicyError::Regex {
+                let p = TagPattern::new(pattern).map_err(|e| PolicyError::Regex {
                     key: ki.clone(),
                     pattern: pattern.clone(),
-                    source,
+                    reason: regex_problem(&e),
                 })?;
                 r.keep_tags.push(p);
             }
@@ -822,7 +838,7 @@ repositories:
             ),
             (
                 "workspaces: [dev]\ndefaults: {keep_tags: ['^ok$', '^v(1$']}",
-                &["`defaults.keep_tags[1]`", "`^v(1$`", "regular expression"],
+                &["`defaults.keep_tags[1]` is `^v(1$`, which is not a valid regular expression: unclosed group"],
             ),
             (
                 "workspaces: [dev]\nrepositories: {'rednaw/*': {keep_last: -2}}",

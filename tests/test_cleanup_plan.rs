@@ -359,7 +359,9 @@ fn example_decisions_and_reasons() {
         p.warnings,
         vec![
             format!(
-                "deployed digest `{}` of app `hello-world` on host `web2` (workspace `dev`) is not in the registry",
+                "deployed digest `{}` of app `hello-world` on host `web2` (workspace `dev`) is not reached by any \
+                 tag of its repository: untagged (the cleanup leaves it alone; a `garbage-collect \
+                 --delete-untagged` would not) or gone from the registry",
                 d["gone"]
             ),
             // The only repository it matches has an exact entry.
@@ -930,7 +932,14 @@ repositories: {'nothing/*': {}}"
         "{:?}",
         p.warnings
     );
-    assert!(p.warnings[1].starts_with(&format!("deployed digest `{}` of app `other`", digest("o1"))));
+    assert_eq!(
+        p.warnings[1],
+        format!(
+            "deployed digest `{}` of app `other` on host `h1` (workspace `dev`) is of `x/other`, which the \
+             registry's catalog does not list",
+            digest("o1")
+        )
+    );
     assert!(p.warnings[2].contains("`nothing/*` matches no listed repository"));
     assert!(p.warnings[3].starts_with(&format!("rollback digest `{}` of app `other`", digest("o0"))));
     assert!(

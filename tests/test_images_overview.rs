@@ -590,6 +590,7 @@ fn exit_codes() {
     let (code, _, err) = run(&env, &["dev", &image, "--deployed", missing.to_str().unwrap()]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("missing.json"), "{err}");
+    assert!(err.contains("; hint: collect the deploy state again"), "{err}");
     let prod = env.home.path().join("prod.json");
     std::fs::write(&prod, r#"{"workspace": "prod", "hosts": [], "records": []}"#).unwrap();
     let (code, _, err) = run(&env, &["dev", &image, "--deployed", prod.to_str().unwrap()]);

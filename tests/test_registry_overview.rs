@@ -96,7 +96,7 @@ fn human_output_snapshot() {
         }
         all.values().sum()
     };
-    let human = |n: u64| image_lifecycle::overview::human_bytes(n);
+    let human = |n: u64| image_lifecycle::human::bytes(n);
     let expected = format!(
         "REGISTRY: {host}
 
@@ -166,7 +166,14 @@ fn json_shape_sizes_and_repo_filter() {
     // A regex that is not one: usage error.
     let (code, _, err) = run(&env, &[&reg.host, "--repo", "(unclosed"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("invalid `--repo` regular expression"), "{err}");
+    assert_eq!(
+        err.lines().next(),
+        Some(
+            "error: invalid `--repo` regular expression `(unclosed`: unclosed group; hint: `--repo` takes a \
+             regular expression (unanchored), e.g. `^acme/` or `web$`"
+        ),
+        "{err}"
+    );
 }
 
 /// The real registry honours `n` for the catalog: with pages of 2, seven

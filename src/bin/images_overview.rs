@@ -60,7 +60,8 @@ fn run(args: Args) -> Result<(), Failure> {
     let state = match &args.deployed {
         None => None,
         Some(path) => {
-            let s = DeployState::load(path).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e))?;
+            let s =
+                DeployState::load(path).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e).with_hint(e.hint()))?;
             if s.workspace != args.workspace {
                 return Err(Failure::usage(format!(
                     "deploy state file `{}` is for workspace `{}`, not `{}`",

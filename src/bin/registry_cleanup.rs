@@ -10,7 +10,6 @@ use clap::Parser;
 use image_lifecycle::atomic;
 use image_lifecycle::cleanup::{Planning, render_plan};
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
-use image_lifecycle::deploy_state::DeployStateError;
 use image_lifecycle::image::Platform;
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{
@@ -90,16 +89,8 @@ fn run(args: Args) -> Result<(), Failure> {
              written for this one; nothing was deleted",
         ));
     }
-    let states = load_states(&args.protected).map_err(|e| {
-        let hint = match e {
-            DeployStateError::InvalidImage { .. } => {
-                "correct `image` in that host's deploy-info.yml (or deploy the app there again), then collect the \
-                 deploy state again"
-            }
-            _ => "collect the deploy state again (playbooks/collect_deploy_info.yml or playbooks/cleanup.yml)",
-        };
-        Failure::from_error(cli::EXIT_USAGE, &e).with_hint(hint)
-    })?;
+    let states =
+        load_states(&args.protected).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e).with_hint(e.hint()))?;
     let reviewed = args
         .plan
         .as_deref()

@@ -23,6 +23,9 @@ use regex::Regex;
 /// A repository that cannot be read (refused, an error status, an invalid
 /// tag list) is shown as unreadable and the others are read; the exit code
 /// is then that of the first such repository's error, after the output.
+/// Content that does not match its digest stops the run instead (exit 5,
+/// nothing printed): the registry, or something on the way, cannot be
+/// trusted for any repository.
 ///
 /// Exit codes: 0 ok, 1 other failure, 2 usage or invalid input, 3 not
 /// found, 4 authentication refused, 5 registry unreachable or broken.
@@ -53,12 +56,14 @@ fn run(args: Args) -> Result<(), Failure> {
     let registry = cli::registry_host(&args.registry)?;
     let platform = args.platform;
     let filter = CatalogFilter {
-        repo: args
-            .repo
-            .as_deref()
-            .map(Regex::new)
-            .transpose()
-            .map_err(|e| Failure::usage(format!("invalid `--repo` regular expression: {e}")))?,
+        repo: args.repo.as_deref().map(Regex::new).transpose().map_err(|e| {
+            Failure::usage(format!(
+                "invalid `--repo` regular expression `{}`: {}",
+                args.repo.as_deref().unwrap_or_default(),
+                image_lifecycle::policy::regex_problem(&e)
+            ))
+            .with_hint("`--repo` takes a regular expression (unanchored), e.g. `^acme/` or `web$`")
+        })?,
         page_size: None,
     };
     let client = Client::new(args.registry_args.client_options())?;
