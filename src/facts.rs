@@ -165,7 +165,13 @@ pub async fn resolve(client: &Client, req: &ResolveRequest) -> Result<(DeployFac
             }
             (m, Some(tag.to_string()))
         }
-        (None, Some(digest)) => (client.manifest_get(&repo, &digest.to_string()).await?, None),
+        (None, Some(digest)) => {
+            // Asked every time, cache or not: the cache knows the content of
+            // a digest, not that this repository still holds it (deleted
+            // since, or never pushed here).
+            client.manifest_head(&repo, &digest.to_string()).await?;
+            (client.manifest_get(&repo, &digest.to_string()).await?, None)
+        }
     };
     let described = describe(client, &repo, &manifest, &req.platform).await?;
     let meta = described.entry.metadata;
@@ -205,7 +211,13 @@ pub async fn tag_for_digest(
             Err(e) => return Err(e),
         }
     }
-    let tags = client.tag_list(repo).await?;
+    let tags = match client.tag_list(repo).await {
+        Ok(tags) => tags,
+        // A repository of manifests pushed by digest only has no tag list
+        // (distribution answers `NAME_UNKNOWN`): no tag points to it.
+        Err(RegistryError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let concurrency = client.options().concurrency.max(1);
     let mut heads = futures::stream::iter(tags.into_iter().map(|t| async move {
         let d = client.manifest_head(repo, &t).await;

@@ -185,6 +185,47 @@ fn by_digest_prefers_revision_tag_then_any_tag_then_null() {
     assert_eq!(f["description"], "untagged");
 }
 
+/// Deploy by digest asks the registry every time whether this repository
+/// holds the digest: the content cache (keyed by digest) knows what a
+/// digest is, not where it is. A digest of another repository, or one
+/// deleted since the last run, is not found (3) with a warm cache too; a
+/// repository of manifests pushed by digest only (no tag list at all)
+/// gives the facts with `tag: null`.
+#[test]
+fn by_digest_is_checked_in_the_repository_whatever_the_cache_holds() {
+    let reg = Registry::start();
+    let d = push(
+        &reg.repo("acme/web:v1"),
+        &labelled(&revision("1111111"), "web", "2026-01-25T01:01:33Z"),
+    );
+    push(
+        &reg.repo("acme/api:v1"),
+        &labelled(&revision("2222222"), "api", "2026-01-25T01:01:33Z"),
+    );
+    let env = Env::new();
+    let web = format!("{}@{d}", reg.repo("acme/web"));
+    assert_eq!(facts(&env, &[&web])["description"], "web", "the cache is warm now");
+
+    let (code, out, err) = resolve(&env, &[&format!("{}@{d}", reg.repo("acme/api"))]);
+    assert_eq!((code, out.as_str()), (3, ""), "another repository's digest: {err}");
+    assert!(err.contains("acme/api"), "{err}");
+
+    let deleted = reqwest::blocking::Client::new()
+        .delete(format!("http://{}/v2/acme/web/manifests/{d}", reg.host))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    let (code, out, err) = resolve(&env, &[&web]);
+    assert_eq!((code, out.as_str()), (3, ""), "deleted since the last run: {err}");
+
+    let untagged = push(
+        &reg.repo("acme/bare"),
+        &labelled(&revision("3333333"), "bare", "2026-01-25T01:01:33Z"),
+    );
+    let f = facts(&env, &[&format!("{}@{untagged}", reg.repo("acme/bare"))]);
+    assert_eq!((&f["tag"], &f["description"]), (&Value::Null, &json!("bare")));
+}
+
 #[test]
 fn tag_and_digest_must_agree() {
     let reg = Registry::start();
