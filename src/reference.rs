@@ -444,15 +444,19 @@ fn is_alnum(b: u8) -> bool {
 /// `extra` (by host, or host and port).
 pub fn is_plain_http(registry: &str, extra: &[String]) -> bool {
     let host = host_without_port(registry);
-    if host == "localhost" {
+    // Host names are case-insensitive (`LOCALHOST`, `--plain-http VM`); an
+    // IPv4 address written as IPv6 (`[::ffff:127.0.0.1]`) is that address.
+    if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
     if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
-        && ip.is_loopback()
+        && ip.to_canonical().is_loopback()
     {
         return true;
     }
-    extra.iter().any(|e| e == registry || e == host)
+    extra
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(registry) || e.eq_ignore_ascii_case(host))
 }
 
 /// The host part of `HOST[:PORT]` (brackets of IPv6 kept).
@@ -626,5 +630,10 @@ mod tests {
         assert!(is_plain_http("reg.lan:5000", &["reg.lan".into()]));
         assert!(is_plain_http("reg.lan:5000", &["reg.lan:5000".into()]));
         assert!(!is_plain_http("reg.lan:5001", &["reg.lan:5000".into()]));
+        assert!(is_plain_http("LOCALHOST:5000", &[]));
+        assert!(is_plain_http("[::ffff:127.0.0.1]:5000", &[]));
+        assert!(!is_plain_http("[::ffff:10.0.0.1]:5000", &[]));
+        assert!(is_plain_http("VM:5000", &["vm".into()]));
+        assert!(is_plain_http("vm:5000", &["VM:5000".into()]));
     }
 }

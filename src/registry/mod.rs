@@ -1129,7 +1129,10 @@ impl Client {
                 }
                 Err(e) => {
                     let wait = backoff(attempt);
-                    if wait >= deadline.saturating_duration_since(Instant::now()) {
+                    // A TLS failure (a plain-HTTP server, a certificate that
+                    // does not verify) is the same next time: say so now
+                    // rather than at the deadline.
+                    if wait >= deadline.saturating_duration_since(Instant::now()) || is_tls_failure(&e) {
                         if e.is_timeout() {
                             return Err(RegistryError::Timeout {
                                 registry: registry.into(),
@@ -1174,6 +1177,23 @@ async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, B
 }
 
 /// Exponential backoff with a little jitter: 100 ms, 200 ms, … capped at 5 s.
+/// Whether `e` failed in TLS (rustls refused the server or its answer).
+/// `io::Error` hides what it wraps from `source()` (and the connector wraps
+/// one in another), so each is opened.
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        next = match err.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
+}
+
 fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)).min(5_000);
     let jitter = std::time::SystemTime::now()
@@ -1283,6 +1303,34 @@ fn mismatch(registry: &str, what: String, expected: &Digest, actual: &dyn std::f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What reqwest gives for HTTPS to a server that speaks plain HTTP (the
+    /// usual mistake: a registry without TLS not named in `--plain-http`)
+    /// is a TLS failure, not retried; a refused connection is not one.
+    #[tokio::test]
+    async fn tls_failures_are_told_from_transient_ones() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let http = reqwest::Client::new();
+        let e = http.get(format!("https://{addr}/v2/")).send().await.unwrap_err();
+        assert!(is_tls_failure(&e), "{e:?}");
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let e = http.get(format!("https://{closed}/v2/")).send().await.unwrap_err();
+        assert!(!is_tls_failure(&e), "{e:?}");
+    }
 
     #[test]
     fn listable_tags() {
