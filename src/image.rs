@@ -55,6 +55,32 @@ impl FromStr for Platform {
     }
 }
 
+/// `os/arch/variant` as containerd compares them: case aside, `aarch64` is
+/// `arm64`, `x86_64` is `amd64`, and `arm64` without a variant is `v8`.
+fn normalised(os: &str, arch: &str, variant: Option<&str>) -> (String, String, Option<String>) {
+    let arch = match arch.to_ascii_lowercase().as_str() {
+        "aarch64" => "arm64".to_string(),
+        "x86_64" | "x86-64" => "amd64".to_string(),
+        a => a.to_string(),
+    };
+    let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase);
+    let variant = match (arch.as_str(), variant) {
+        ("arm64", None) => Some("v8".to_string()),
+        (_, v) => v,
+    };
+    (os.to_ascii_lowercase(), arch, variant)
+}
+
+impl Platform {
+    /// Whether an index entry's platform is this one; without a variant
+    /// asked for, any variant of the architecture is.
+    pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
+        let (want_os, want_arch, want_variant) = normalised(&self.os, &self.architecture, self.variant.as_deref());
+        let (os, arch, variant) = normalised(os, arch, variant);
+        want_os == os && want_arch == arch && (self.variant.is_none() || want_variant == variant)
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -205,9 +231,7 @@ pub async fn describe(
             }
             let chosen = index.manifests.iter().position(|e| {
                 e.platform.as_ref().is_some_and(|p| {
-                    p.os.to_string() == platform.os
-                        && p.architecture.to_string() == platform.architecture
-                        && (platform.variant.is_none() || p.variant == platform.variant)
+                    platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref())
                 })
             });
             let mut warnings = Vec::new();
@@ -368,5 +392,23 @@ mod tests {
         assert_eq!(p.to_string(), "linux/arm64/v8");
         assert!("linux".parse::<Platform>().is_err());
         assert!("linux//amd64".parse::<Platform>().is_err());
+    }
+
+    #[test]
+    fn platforms_match_as_containerd_compares_them() {
+        let p = |s: &str| s.parse::<Platform>().unwrap();
+        assert!(p("linux/arm64/v8").matches("linux", "arm64", None));
+        assert!(p("linux/arm64").matches("linux", "arm64", Some("v8")));
+        assert!(p("linux/arm64/v8").matches("linux", "aarch64", Some("")));
+        assert!(p("Linux/ARM64").matches("linux", "arm64", None));
+        assert!(p("linux/amd64").matches("linux", "x86_64", None));
+        assert!(
+            p("linux/arm").matches("linux", "arm", Some("v7")),
+            "no variant asked: any"
+        );
+        assert!(!p("linux/arm/v6").matches("linux", "arm", Some("v7")));
+        assert!(!p("linux/arm64/v9").matches("linux", "arm64", None));
+        assert!(!p("linux/amd64").matches("windows", "amd64", None));
+        assert!(!p("linux/amd64").matches("linux", "arm64", None));
     }
 }

@@ -141,10 +141,17 @@ fn parse_created(s: &str) -> Created {
             return Created::Rfc3339(t.with_timezone(&Utc));
         }
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"] {
-        if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Created::Legacy(t.and_utc());
-        }
+    // Exactly `YYYY-MM-DD HH:MM:SS` (chrono alone would take a one-digit
+    // hour); other zoneless forms stay raw, as DESIGN.md says.
+    let legacy_shape = s.len() == 19
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            10 => b == b' ',
+            13 | 16 => b == b':',
+            _ => b.is_ascii_digit(),
+        });
+    if legacy_shape && let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S") {
+        return Created::Legacy(t.and_utc());
     }
     Created::Raw(s.to_string())
 }
@@ -193,6 +200,15 @@ mod tests {
             Created::Legacy(utc("2026-01-25T01:01:33Z"))
         );
         assert_eq!(normalize_created("yesterday"), Created::Raw("yesterday".into()));
+        // Only the legacy CI form is read without a zone.
+        for raw in [
+            "2026-01-25T01:01:33",
+            "2026-01-25 1:01:33",
+            "2026-1-25 01:01:33",
+            "2026-01-25  01:01:33",
+        ] {
+            assert_eq!(normalize_created(raw), Created::Raw(raw.into()), "{raw}");
+        }
         assert_eq!(
             normalize_created("2026-13-25T01:01:33Z"),
             Created::Raw("2026-13-25T01:01:33Z".into())
