@@ -600,6 +600,16 @@ fn exit_codes() {
     let port = common::free_port();
     let (code, _, err) = run(&env, &["dev", &format!("127.0.0.1:{port}/acme/web"), "--timeout", "2"]);
     assert_eq!(code, 5, "{err}");
+    // A tag in the image: listed all the same, with a warning.
+    let (code, out, err) = run(&env, &["dev", &format!("{image}:v9")]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\n    v1    2026-01-25 01:01:33  x\n"), "{out}");
+    assert!(
+        err.contains(&format!(
+            "warning: `{image}:v9` names a tag or digest, which is ignored: the overview lists every tag of `{image}`"
+        )),
+        "{err}"
+    );
     // Bad --limit: 2.
     let (code, _, _) = run(&env, &["dev", &image, "--limit", "0"]);
     assert_eq!(code, 2);

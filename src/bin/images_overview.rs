@@ -29,7 +29,7 @@ use image_lifecycle::scan::{Progress, scan_repository};
 struct Args {
     /// Workspace whose deploy state marks the tags (e.g. dev).
     workspace: String,
-    /// The image: REGISTRY/REPO (a tag or digest is ignored).
+    /// The image: REGISTRY/REPO (a tag or digest is ignored, with a warning).
     image: String,
     /// Deploy state JSON of the workspace, as playbooks/collect_deploy_info.yml writes it.
     #[arg(long, value_name = "FILE")]
@@ -56,6 +56,13 @@ fn run(args: Args) -> Result<(), Failure> {
         Failure::from_error(cli::EXIT_USAGE, &e)
             .with_hint("write the image as HOST[:PORT]/REPO, e.g. registry.example.com/acme/web")
     })?;
+    if repo.tag.is_some() || repo.digest.is_some() {
+        cli::warn(&format!(
+            "`{}` names a tag or digest, which is ignored: the overview lists every tag of `{}`",
+            args.image,
+            repo.name()
+        ));
+    }
     let platform = args.platform;
     let state = match &args.deployed {
         None => None,
