@@ -214,6 +214,17 @@ impl DeployRecord {
         out
     }
 
+    /// Where `image@digest` is in this record: `deployed on WS/HOST (APP)`
+    /// or `rollback target on WS/HOST (APP)` (anywhere in its history).
+    pub fn names(&self, image: &str, digest: &Digest) -> Option<String> {
+        let at = format!("{}/{} ({})", self.workspace, self.host, self.app);
+        let deploys = self.recent_deploys(usize::MAX);
+        match deploys.iter().position(|(i, d)| *i == image && *d == digest)? {
+            0 => Some(format!("deployed on {at}")),
+            _ => Some(format!("rollback target on {at}")),
+        }
+    }
+
     /// The digests of [`DeployRecord::recent_deploys`] that are of the
     /// record's own image.
     pub fn recent_digests(&self, n: usize) -> Vec<&Digest> {

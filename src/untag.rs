@@ -17,6 +17,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::deploy_state::DeployState;
 use crate::reference::{Digest, Reference};
 use crate::registry::{Client, Deleted, MEDIA_OCI_MANIFEST, RegistryError};
 
@@ -93,6 +94,17 @@ pub enum UntagError {
         digest: Digest,
         now: Digest,
     },
+    /// `--protected`: the tag is the last one of a digest that deploy
+    /// state names (or the digest's other tags are unknown), and untagged
+    /// it would be left to a collection of untagged manifests.
+    #[error("refusing to untag `{reference}`: {}", deployed_why(.digest, .at, *.others_unknown))]
+    Deployed {
+        reference: String,
+        digest: Digest,
+        /// `deployed on dev/web1 (web)`, `rollback target on …`.
+        at: Vec<String>,
+        others_unknown: bool,
+    },
     /// Neither the delete nor putting the tag back worked: the tag points
     /// to the placeholder.
     #[error(
@@ -117,6 +129,7 @@ impl UntagError {
             UntagError::Registry(e) | UntagError::Restored { delete: e, .. } => e.exit_code(),
             UntagError::PlaceholderLeft { .. } => 5,
             UntagError::Moved { .. } => 1,
+            UntagError::Deployed { .. } => 2,
         }
     }
 
@@ -135,6 +148,12 @@ impl UntagError {
                     .into(),
             ),
             UntagError::Restored { delete, .. } => delete.hint(),
+            UntagError::Deployed { .. } => Some(
+                "keep a tag on what hosts run or may roll back to: untagged, a collection of untagged manifests \
+                 (distribution 3: `garbage-collect --delete-untagged`) deletes it; deploy another version first, or \
+                 leave out `--protected` to untag it all the same"
+                    .into(),
+            ),
             UntagError::Moved { .. } => Some(
                 "someone pushed to the tag meanwhile; see what it points to now, and run again if it should still go"
                     .into(),
@@ -382,6 +401,47 @@ impl<'a> Untagger<'a> {
         outcome.applied = true;
         Ok(outcome)
     }
+}
+
+fn deployed_why(digest: &Digest, at: &[String], others_unknown: bool) -> String {
+    if others_unknown {
+        format!(
+            "`{digest}` is {}, and its other tags are unknown (the tag list answered 404)",
+            at.join(", ")
+        )
+    } else {
+        format!("it is the last tag of `{digest}`, which is {}", at.join(", "))
+    }
+}
+
+/// Refuses, before anything changes, to untag `refs` (in the order given)
+/// when one would leave a digest that a record of `states` names (what a
+/// host runs or may roll back to) without tags, or with other tags unknown.
+/// A dry run of its own: the tag lists and each tag are read.
+pub async fn check_deployed(client: &Client, refs: &[Reference], states: &[DeployState]) -> Result<(), UntagError> {
+    let mut dry = Untagger::new(client);
+    for r in refs {
+        let outcome = dry.untag(r, false).await?;
+        let others_unknown = outcome.remaining_tags.is_none();
+        if outcome.remaining_tags.as_ref().is_some_and(|t| !t.is_empty()) {
+            continue;
+        }
+        let image = r.repo_only().name();
+        let at: Vec<String> = states
+            .iter()
+            .flat_map(|s| &s.records)
+            .filter_map(|rec| rec.names(&image, &outcome.digest))
+            .collect();
+        if !at.is_empty() {
+            return Err(UntagError::Deployed {
+                reference: outcome.reference,
+                digest: outcome.digest,
+                at,
+                others_unknown,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A minimal OCI manifest unique to this tag and moment.

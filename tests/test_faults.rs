@@ -1285,6 +1285,33 @@ fn registry_untag_removes_a_tag_of_a_repository_the_tag_list_does_not_know_yet()
         "never `left without tags` when the list said nothing: {}",
         dry.out
     );
+    // With deploy state naming the digest, unknown other tags are not
+    // taken for some: refused, nothing changed.
+    let env = Env::new();
+    let state = env.home.path().join("dev.json");
+    std::fs::write(
+        &state,
+        serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1", "app": "web",
+            "workspace": "dev", "image": format!("{}/acme/web", faulty.host()), "digest": d1}]})
+        .to_string(),
+    )
+    .unwrap();
+    let refused = run(
+        &env,
+        UNTAG,
+        &[&target, "--apply", "--protected", state.to_str().unwrap()],
+    );
+    assert_failure(&refused, 2, "deployed, other tags unknown");
+    assert!(
+        refused.err.starts_with(&format!(
+            "error: refusing to untag `{target}`: `{d1}` is deployed on dev/web1 (web), and its other tags are \
+             unknown (the tag list answered 404)"
+        )),
+        "{}",
+        refused.err
+    );
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222", "latest"]);
+
     let v = json(
         &run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]),
         "unknown to the list",

@@ -102,6 +102,83 @@ fn the_last_tag_leaves_the_digest_untagged_but_present() {
     assert_eq!(manifest_status(&reg, "acme/web", &d.to_string()), 200);
 }
 
+/// `--protected`: the last tag of a digest a host runs, or may roll back
+/// to, is not removed (exit 2, nothing changed, dry run or not); the same
+/// untag with another tag left on the digest, or of a digest no record
+/// names, goes ahead. Tags are taken in order: removing two tags of one
+/// deployed digest is refused at the second.
+#[test]
+fn protected_state_keeps_a_tag_on_what_hosts_run_or_may_roll_back_to() {
+    let reg = Registry::start();
+    let spec = |rev: &str, what: &str| labelled(&revision(rev), what, "2026-01-25T01:01:33Z");
+    let running = push(&reg.repo("acme/web:0511111"), &spec("0511111", "running"));
+    push(&reg.repo("acme/web:stable"), &spec("0511111", "running"));
+    let previous = push(&reg.repo("acme/web:0522222"), &spec("0522222", "previous"));
+    push(&reg.repo("acme/web:0533333"), &spec("0533333", "unused"));
+    let env = Env::new();
+    let image = reg.repo("acme/web");
+    let state = env.home.path().join("dev.json");
+    std::fs::write(
+        &state,
+        serde_json::json!({"workspace": "dev", "collected_at": "2026-01-25T02:00:00Z", "hosts": ["web1"],
+            "records": [{"host": "web1", "path": "/opt/acme/web/deploy-info.yml", "app": "web", "workspace": "dev",
+                "image": image, "tag": "0511111", "digest": running.to_string(),
+                "history": [{"digest": previous.to_string(), "tag": "0522222"},
+                            {"digest": running.to_string(), "tag": "0511111"}]}]})
+        .to_string(),
+    )
+    .unwrap();
+    let state = state.to_str().unwrap();
+    let all = ["0511111", "0522222", "0533333", "stable"];
+
+    for (tags_given, refused_at, at) in [
+        (vec!["0522222"], "0522222", "rollback target on dev/web1 (web)"),
+        (vec!["stable", "0511111"], "0511111", "deployed on dev/web1 (web)"),
+    ] {
+        for apply in [false, true] {
+            let mut args: Vec<String> = tags_given.iter().map(|t| format!("{image}:{t}")).collect();
+            args.extend(["--protected".into(), state.into()]);
+            if apply {
+                args.push("--apply".into());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let o = env.run(BIN, &args);
+            let err = stderr(&o);
+            assert_eq!((o.status.code(), stdout(&o).as_str()), (Some(2), ""), "{err}");
+            let digest = if refused_at == "0522222" { &previous } else { &running };
+            assert!(
+                err.starts_with(&format!(
+                    "error: refusing to untag `{image}:{refused_at}`: it is the last tag of `{digest}`, which is {at}"
+                )),
+                "{err}"
+            );
+            assert!(
+                err.contains("hint: keep a tag on what hosts run or may roll back to"),
+                "{err}"
+            );
+            assert_eq!(tags(&reg, "acme/web"), all, "nothing changed");
+        }
+    }
+
+    // Another tag stays on the running digest; a digest nobody deployed.
+    let o = env.run(
+        BIN,
+        &[
+            &format!("{image}:stable"),
+            &format!("{image}:0533333"),
+            "--protected",
+            state,
+            "--apply",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(tags(&reg, "acme/web"), ["0511111", "0522222"]);
+    // Without deploy state, untagging is not checked against it.
+    let o = env.run(BIN, &[&format!("{image}:0522222"), "--apply"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(tags(&reg, "acme/web"), ["0511111"]);
+}
+
 #[test]
 fn missing_tags_and_bad_arguments() {
     let reg = Registry::start();

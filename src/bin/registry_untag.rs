@@ -1,13 +1,15 @@
-//! `registry_untag REGISTRY/REPO:TAG... [--apply] [--json]` — removes tags,
+//! `registry_untag REGISTRY/REPO:TAG... [--apply] [--json] [--protected FILE...]` — removes tags,
 //! never the digests they point to. Dry run unless `--apply`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
+use image_lifecycle::prune::load_states;
 use image_lifecycle::reference::Reference;
 use image_lifecycle::registry::Client;
-use image_lifecycle::untag::{UntagError, Untagger};
+use image_lifecycle::untag::{UntagError, Untagger, check_deployed};
 
 /// Remove tags from a registry, keeping the digests they point to.
 ///
@@ -31,6 +33,11 @@ struct Args {
     /// Print one JSON array of outcomes on stdout.
     #[arg(long)]
     json: bool,
+    /// Deploy state (what playbooks/collect_deploy_info.yml writes), any
+    /// number: refuse (exit 2, nothing changed) to leave a digest a record
+    /// names, as running or in its history, without tags.
+    #[arg(long, value_name = "FILE")]
+    protected: Vec<PathBuf>,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -55,6 +62,8 @@ fn run(args: Args) -> Result<(), Failure> {
             refs.push(r);
         }
     }
+    let states =
+        load_states(&args.protected).map_err(|e| Failure::from_error(cli::EXIT_USAGE, &e).with_hint(e.hint()))?;
     let client = Client::new(args.registry.client_options())?;
     let rt = cli::runtime()?;
     let mut outcomes = Vec::new();
@@ -62,6 +71,9 @@ fn run(args: Args) -> Result<(), Failure> {
     // Every tag must exist before any is touched (or any line printed).
     for r in &refs {
         rt.block_on(untagger.check(r)).map_err(failure)?;
+    }
+    if !states.is_empty() {
+        rt.block_on(check_deployed(&client, &refs, &states)).map_err(failure)?;
     }
     for r in &refs {
         let o = rt.block_on(untagger.untag(r, args.apply)).map_err(failure)?;

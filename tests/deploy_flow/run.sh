@@ -378,6 +378,16 @@ run cleanup-gc-no-host env WORKSPACES=test CLEANUP_POLICY="$tmp/policy-test.yml"
 run tags-after-gc-refusal skopeo list-tags --tls-verify=false "docker://$image"
 { grep -q "$T1" "$log" && grep -q "$T2" "$log" && grep -q "$T3" "$log"; }; verdict "the refused --gc run deletes nothing"
 
+# task untag: collects the deploy state first, so the last tag of what runs stays.
+running_tag=$(field "$(info test-web1)" tag)
+running_digest=$(field "$(info test-web1)" digest)
+run untag-running env WORKSPACES=test "$task" untag -- "$repo:$running_tag" --apply
+{ [ "$rc" -eq 2 ] && in_log "refusing to untag \`$image:$running_tag\`: it is the last tag of \`$running_digest\`, which is " && in_log "deployed on test/test-web1 (web)"; }; verdict "task untag refuses to remove the last tag of the digest the workspace runs"
+run untag-extra-tag skopeo copy --src-tls-verify=false --dest-tls-verify=false "docker://$image:$T3" "docker://$image:extra-name"
+run untag-extra env WORKSPACES=test "$task" untag -- "$repo:extra-name" --apply
+run tags-after-untag skopeo list-tags --tls-verify=false "docker://$image"
+{ ! grep -q extra-name "$log" && grep -q "$running_tag" "$log" && grep -q "$T3" "$log"; }; verdict "task untag -- REPO:TAG --apply removes another tag, and only it"
+
 # --- the compose runtime, with a stand-in for `docker compose` ------------------------
 cat >"$tmp/fake-docker" <<'EOF'
 #!/bin/sh
