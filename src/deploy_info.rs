@@ -1517,15 +1517,26 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
     let candidates = match &request.path {
         Some(path) => vec![path.clone()],
         None => {
-            // A root that is not a directory is a mistake, not a host with
-            // nothing deployed (cleanup must not read it as "runs nothing").
-            match fs::metadata(&request.root) {
-                Ok(m) if !m.is_dir() => skip_or_fail(DeployInfoError::Io {
-                    action: "list",
-                    path: request.root.clone(),
-                    source: io::ErrorKind::NotADirectory.into(),
-                })?,
-                _ => {}
+            // A root that is not a directory, or a symlink to nothing (an
+            // unmounted volume), is a mistake, not a host with nothing
+            // deployed (cleanup must not read it as "runs nothing"); only a
+            // root that is not there at all is that.
+            let not_a_dir = |source: io::Error| DeployInfoError::Io {
+                action: "list",
+                path: request.root.clone(),
+                source,
+            };
+            let root_problem = match fs::symlink_metadata(&request.root) {
+                Err(_) => None,
+                Ok(_) => match fs::metadata(&request.root) {
+                    Ok(m) if m.is_dir() => None,
+                    Ok(_) => Some(not_a_dir(io::ErrorKind::NotADirectory.into())),
+                    Err(e) => Some(not_a_dir(e)),
+                },
+            };
+            if let Some(e) = root_problem {
+                skip_or_fail(e)?;
+                return Ok(Vec::new());
             }
             let mut found = Vec::new();
             let orgs = match &request.org {
@@ -1606,7 +1617,9 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory => {
+        // A directory that is not there holds nothing; one that is a file
+        // (an `org` or root written wrong) is an error.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Vec::new());
         }
         Err(e) => return Err(io_err(e)),
@@ -2202,10 +2215,26 @@ mod tests {
         );
         req.org = Some("acme".into());
         assert!(find_records(&req, &mut warnings).is_err(), "with `org` too");
-        // A missing root is a host with nothing deployed.
+        // A missing root is a host with nothing deployed; a symlink to
+        // nothing (an unmounted volume) is not.
         req.root = root.join("absent");
         req.org = None;
         assert!(find_records(&req, &mut warnings).unwrap().is_empty());
+        let dangling = root.join("dangling");
+        std::os::unix::fs::symlink(root.join("unmounted"), &dangling).unwrap();
+        req.root = dangling.clone();
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(
+            e.to_string().contains(&format!("cannot list `{}`", dangling.display())),
+            "{e}"
+        );
+        // An `org` that is a file is not an org without apps.
+        req.root = root.to_path_buf();
+        req.app = None;
+        fs::write(root.join("acme-file"), "x").unwrap();
+        req.org = Some("acme-file".into());
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("acme-file"), "{e}");
     }
 
     #[test]

@@ -214,12 +214,19 @@ impl DeployRecord {
         out
     }
 
-    /// Where `image@digest` is in this record: `deployed on WS/HOST (APP)`
-    /// or `rollback target on WS/HOST (APP)` (anywhere in its history).
-    pub fn names(&self, image: &str, digest: &Digest) -> Option<String> {
+    /// Where one of `digests` of repository `repository` (its path, on any
+    /// registry host: a record may name this registry another way, e.g.
+    /// `localhost:5000` for `127.0.0.1:5000`) is in this record:
+    /// `deployed on WS/HOST (APP)` or `rollback target on WS/HOST (APP)`
+    /// (anywhere in its history).
+    pub fn names(&self, repository: &str, digests: &[&Digest]) -> Option<String> {
         let at = format!("{}/{} ({})", self.workspace, self.host, self.app);
+        let of_repository = |image: &str| image.split_once('/').is_some_and(|(_, path)| path == repository);
         let deploys = self.recent_deploys(usize::MAX);
-        match deploys.iter().position(|(i, d)| *i == image && *d == digest)? {
+        match deploys
+            .iter()
+            .position(|(i, d)| of_repository(i) && digests.contains(d))?
+        {
             0 => Some(format!("deployed on {at}")),
             _ => Some(format!("rollback target on {at}")),
         }

@@ -55,29 +55,39 @@ impl FromStr for Platform {
     }
 }
 
-/// `os/arch/variant` as containerd compares them: case aside, `aarch64` is
-/// `arm64`, `x86_64` is `amd64`, and `arm64` without a variant is `v8`.
+/// `os/arch/variant` with the spellings containerd normalises: case aside,
+/// `aarch64` is `arm64`, `x86_64`/`x86-64` is `amd64`, `i386` is `386`,
+/// `armhf` is `arm/v7` and `armel` `arm/v6`, a bare variant number `8` is
+/// `v8`; `arm64` without a variant is `v8` and `arm` without one `v7`.
 fn normalised(os: &str, arch: &str, variant: Option<&str>) -> (String, String, Option<String>) {
-    let arch = match arch.to_ascii_lowercase().as_str() {
-        "aarch64" => "arm64".to_string(),
-        "x86_64" | "x86-64" => "amd64".to_string(),
-        a => a.to_string(),
-    };
-    let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase);
-    let variant = match (arch.as_str(), variant) {
-        ("arm64", None) => Some("v8".to_string()),
-        (_, v) => v,
+    let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase).map(|v| {
+        if v.bytes().all(|b| b.is_ascii_digit()) {
+            format!("v{v}")
+        } else {
+            v
+        }
+    });
+    let (arch, variant) = match arch.to_ascii_lowercase().as_str() {
+        "aarch64" | "arm64" => ("arm64".to_string(), variant.or_else(|| Some("v8".into()))),
+        "armhf" => ("arm".to_string(), Some("v7".into())),
+        "armel" => ("arm".to_string(), Some("v6".into())),
+        "arm" => ("arm".to_string(), variant.or_else(|| Some("v7".into()))),
+        "x86_64" | "x86-64" => ("amd64".to_string(), variant),
+        "i386" => ("386".to_string(), variant),
+        a => (a.to_string(), variant),
     };
     (os.to_ascii_lowercase(), arch, variant)
 }
 
 impl Platform {
-    /// Whether an index entry's platform is this one; without a variant
-    /// asked for, any variant of the architecture is.
+    /// Whether an index entry's platform is this one, after
+    /// [`normalised`]: `arm64` and `arm` compare their variants (`linux/arm64`
+    /// is `v8`, not `v9`); for other architectures a platform asked for
+    /// without a variant takes any.
     pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
         let (want_os, want_arch, want_variant) = normalised(&self.os, &self.architecture, self.variant.as_deref());
         let (os, arch, variant) = normalised(os, arch, variant);
-        want_os == os && want_arch == arch && (self.variant.is_none() || want_variant == variant)
+        want_os == os && want_arch == arch && (want_variant.is_none() || want_variant == variant)
     }
 }
 
@@ -404,10 +414,23 @@ mod tests {
         assert!(p("linux/amd64").matches("linux", "x86_64", None));
         assert!(
             p("linux/arm").matches("linux", "arm", Some("v7")),
-            "no variant asked: any"
+            "arm is v7 unless said"
         );
+        assert!(!p("linux/arm").matches("linux", "arm", Some("v6")));
+        assert!(p("linux/arm/v7").matches("linux", "armhf", None));
         assert!(!p("linux/arm/v6").matches("linux", "arm", Some("v7")));
         assert!(!p("linux/arm64/v9").matches("linux", "arm64", None));
+        assert!(
+            !p("linux/arm64").matches("linux", "arm64", Some("v9")),
+            "arm64 is v8 unless said"
+        );
+        assert!(p("linux/arm64").matches("linux", "arm64", Some("8")));
+        assert!(p("linux/386").matches("linux", "i386", None));
+        assert!(
+            p("linux/amd64").matches("linux", "amd64", Some("v2")),
+            "other variants: any unless asked"
+        );
+        assert!(!p("linux/amd64/v3").matches("linux", "amd64", Some("v2")));
         assert!(!p("linux/amd64").matches("windows", "amd64", None));
         assert!(!p("linux/amd64").matches("linux", "arm64", None));
     }

@@ -833,7 +833,4 @@ mod tests {
         );
         assert_eq!((repo.digests, repo.flagged), (3, 2));
     }
-
-    #[test]
-    fn bytes() {}
 }

@@ -487,8 +487,6 @@ impl<'de> Deserialize<'de> for RawRepositories {
     }
 }
 
-/// How a value is shown in an error: strings as written, anything else as
-/// compact JSON.
 /// What is wrong with a regular expression, in one line: the `regex`
 /// crate's syntax errors are a drawing of the pattern with a caret under the
 /// fault, then `error: …`; the pattern is shown beside this anyway.
@@ -505,6 +503,8 @@ pub fn regex_problem(e: &regex::Error) -> String {
     }
 }
 
+/// How a value is shown in an error: strings as written, anything else as
+/// compact JSON.
 fn shown(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::deploy_state::DeployState;
+use crate::image::{Parsed, parse_manifest};
 use crate::reference::{Digest, Reference};
 use crate::registry::{Client, Deleted, MEDIA_OCI_MANIFEST, RegistryError};
 
@@ -349,6 +350,16 @@ impl<'a> Untagger<'a> {
                     client.blob_put(&repo, Bytes::from_static(EMPTY_JSON)).await?;
                     state.empty_blob = true;
                 }
+                // The gap since the first HEAD holds a probe, a GET and a
+                // blob PUT: a push to the tag meanwhile is not overwritten.
+                let now = client.manifest_head(&repo, &tag).await?;
+                if now.digest != target.digest {
+                    return Err(UntagError::Moved {
+                        reference: reference.to_string(),
+                        digest: target.digest,
+                        now: now.digest,
+                    });
+                }
                 let d = client
                     .manifest_put(&repo, &tag, MEDIA_OCI_MANIFEST, placeholder)
                     .await?;
@@ -373,6 +384,17 @@ impl<'a> Untagger<'a> {
                 match deleted {
                     Ok(()) => {}
                     Err(delete) => {
+                        // Put back only over the placeholder: a push to the
+                        // tag meanwhile stays.
+                        if let Ok(now) = client.manifest_head(&repo, &tag).await
+                            && now.digest != d
+                        {
+                            return Err(UntagError::Moved {
+                                reference: reference.to_string(),
+                                digest: target.digest,
+                                now: now.digest,
+                            });
+                        }
                         let restored = client
                             .manifest_put(&repo, &tag, &original.media_type, original.body)
                             .await;
@@ -416,9 +438,18 @@ fn deployed_why(digest: &Digest, at: &[String], others_unknown: bool) -> String 
 
 /// Refuses, before anything changes, to untag `refs` (in the order given)
 /// when one would leave a digest that a record of `states` names (what a
-/// host runs or may roll back to) without tags, or with other tags unknown.
-/// A dry run of its own: the tag lists and each tag are read.
-pub async fn check_deployed(client: &Client, refs: &[Reference], states: &[DeployState]) -> Result<(), UntagError> {
+/// host runs or may roll back to; for an index, also a platform image of
+/// it deployed by digest) without tags, or with its other tags unknown.
+/// Records are matched by repository path on any registry host, as the
+/// cleanup matches them. A dry run of its own: the tag lists and each tag
+/// are read. Returns warnings: deploy state that names nothing of this
+/// registry protects nothing here (the wrong workspaces?).
+pub async fn check_deployed(
+    client: &Client,
+    refs: &[Reference],
+    states: &[DeployState],
+) -> Result<Vec<String>, UntagError> {
+    let mut warnings = Vec::new();
     let mut dry = Untagger::new(client);
     for r in refs {
         let outcome = dry.untag(r, false).await?;
@@ -426,12 +457,24 @@ pub async fn check_deployed(client: &Client, refs: &[Reference], states: &[Deplo
         if outcome.remaining_tags.as_ref().is_some_and(|t| !t.is_empty()) {
             continue;
         }
-        let image = r.repo_only().name();
-        let at: Vec<String> = states
-            .iter()
-            .flat_map(|s| &s.records)
-            .filter_map(|rec| rec.names(&image, &outcome.digest))
-            .collect();
+        let repo = r.repo_only();
+        let mut digests = vec![outcome.digest.clone()];
+        let manifest = client.manifest_get(&repo, &outcome.digest.to_string()).await?;
+        if let Ok(Parsed::Index(index)) = parse_manifest(&repo.registry, &manifest) {
+            digests.extend(index.manifests.iter().filter_map(|m| m.digest.parse::<Digest>().ok()));
+        }
+        let mut at = Vec::new();
+        for rec in states.iter().flat_map(|s| &s.records) {
+            for d in &digests {
+                if let Some(where_) = rec.names(&repo.repository, &[d]) {
+                    at.push(if *d == outcome.digest {
+                        where_
+                    } else {
+                        format!("{where_} (its platform image `{d}`)")
+                    });
+                }
+            }
+        }
         if !at.is_empty() {
             return Err(UntagError::Deployed {
                 reference: outcome.reference,
@@ -441,7 +484,21 @@ pub async fn check_deployed(client: &Client, refs: &[Reference], states: &[Deplo
             });
         }
     }
-    Ok(())
+    let hosts: std::collections::BTreeSet<&str> = refs.iter().map(|r| r.registry.as_str()).collect();
+    for host in hosts {
+        let any = states.iter().flat_map(|s| &s.records).any(|rec| {
+            rec.image
+                .split_once('/')
+                .is_some_and(|(h, _)| h.eq_ignore_ascii_case(host))
+        });
+        if !any {
+            warnings.push(format!(
+                "the deploy state given names nothing in `{host}`: it protects only what its records name by \
+                 repository (the wrong workspaces?)"
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// A minimal OCI manifest unique to this tag and moment.

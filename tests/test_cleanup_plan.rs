@@ -996,8 +996,10 @@ struct RecordSpec {
     host: usize,
     repo: usize,
     /// Digest picks into the repository's manifests (or beyond: missing),
-    /// the current one first, then the history newest first.
-    picks: Vec<usize>,
+    /// the current one first, then the history newest first; a history
+    /// pick marked `true` is of the next repository (the app came from
+    /// there before).
+    picks: Vec<(usize, bool)>,
 }
 
 const TAG_NAMES: &[&str] = &["latest", "v1", "v2", "keep-me", "a1b2c3d", "e4f5a6b", "main", "x"];
@@ -1037,14 +1039,18 @@ fn world_strategy() -> impl Strategy<Value = World> {
     (
         prop::collection::vec(repo_strategy(), 1..4),
         prop::collection::vec(
-            (0..2usize, 0..3usize, 0..4usize, prop::collection::vec(0..16usize, 1..5)).prop_map(
-                |(workspace, host, repo, picks)| RecordSpec {
+            (
+                0..2usize,
+                0..3usize,
+                0..4usize,
+                prop::collection::vec((0..16usize, prop::bool::weighted(0.2)), 1..5),
+            )
+                .prop_map(|(workspace, host, repo, picks)| RecordSpec {
                     workspace,
                     host,
                     repo,
                     picks,
-                },
-            ),
+                }),
             0..6,
         ),
         0..5usize,
@@ -1146,24 +1152,31 @@ impl World {
                     .enumerate()
                     .map(|(i, r)| {
                         let repo = r.repo % (self.repos.len() + 1);
-                        let d = |pick: usize| manifest_digest(repo, pick);
-                        let mut history: Vec<Digest> = r.picks.iter().rev().map(|p| d(*p)).collect();
-                        let current = history.pop().expect("at least one pick");
+                        let other = (repo + 1) % (self.repos.len() + 1);
+                        let (current, _) = r.picks[0];
                         let mut rec = record(
                             &format!("host{}", r.host),
                             &format!("app{i}"),
                             &format!("{REGISTRY}/{}", repo_name(repo)),
-                            &current,
+                            &manifest_digest(repo, current),
                             &[],
                         );
-                        rec.history = history
-                            .into_iter()
-                            .map(|digest| HistoryEntry {
-                                image: None,
-                                digest,
+                        // Oldest first, the current deploy last (as written).
+                        rec.history = r.picks[1..]
+                            .iter()
+                            .rev()
+                            .map(|&(pick, elsewhere)| HistoryEntry {
+                                image: elsewhere.then(|| format!("{REGISTRY}/{}", repo_name(other))),
+                                digest: manifest_digest(if elsewhere { other } else { repo }, pick),
                                 tag: None,
                                 deployed_at: None,
                             })
+                            .chain(std::iter::once(HistoryEntry {
+                                image: None,
+                                digest: manifest_digest(repo, current),
+                                tag: None,
+                                deployed_at: None,
+                            }))
                             .collect();
                         rec
                     })
@@ -1241,12 +1254,13 @@ proptest! {
         let c = case(&w);
         for s in &c.states {
             for r in &s.records {
-                let Some(l) = c.listings.iter().find(|l| l.image_name() == r.image) else { continue };
-                let ph = c.policy.retention_for(&l.repository).protect_history;
-                let rp = decision_map(repo_plan(&c.plan, l));
-                for d in r.recent_digests(ph) {
-                    if let Some(x) = rp.get(d) {
-                        prop_assert_eq!(x.decision, Decision::Keep, "{} deployed but deleted", d);
+                // The N of the record's repository, for every image it came from.
+                let repository = r.image.strip_prefix(&format!("{REGISTRY}/")).unwrap();
+                let ph = c.policy.retention_for(repository).protect_history;
+                for (image, d) in r.recent_deploys(ph) {
+                    let Some(l) = c.listings.iter().find(|l| l.image_name() == image) else { continue };
+                    if let Some(x) = decision_map(repo_plan(&c.plan, l)).get(d) {
+                        prop_assert_eq!(x.decision, Decision::Keep, "{} of {} deployed but deleted", d, image);
                         prop_assert!(x.is_protected());
                     }
                 }

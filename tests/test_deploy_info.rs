@@ -2,6 +2,7 @@
 //! running the module binary directly for files Ansible cannot easily make
 //! (sparse giants, invalid UTF-8).
 
+mod common;
 #[path = "ansible/harness.rs"]
 mod harness;
 

@@ -56,6 +56,10 @@ enum Fault {
     /// Forward, and leave this tag out of the tag list: a list that lags
     /// behind the registry (a cache, an eventually consistent store).
     Unlisted(&'static str),
+    /// First point tag `.2` of `acme/web` in the registry at `.0` at the
+    /// image of tag `.1` (another client's push), then forward, or answer
+    /// with fault `.3`.
+    MoveTag(String, &'static str, &'static str, Option<Box<Fault>>),
 }
 
 impl Fault {
@@ -75,6 +79,10 @@ impl Fault {
             })),
             Fault::LoseAnswer => Action::Mutate(Box::new(|_| Resp::new(503, "answer lost"))),
             Fault::Late(d, fault) => Action::After(*d, Box::new(fault.action())),
+            Fault::MoveTag(host, from, tag, then) => {
+                move_tag(host, from, tag);
+                then.as_ref().map_or(Action::Forward, |f| f.action())
+            }
             Fault::Unlisted(tag) => {
                 let tag = *tag;
                 Action::Mutate(Box::new(move |mut r: Resp| {
@@ -1122,29 +1130,7 @@ fn registry_untag_leaves_a_tag_pushed_again_while_it_was_untagged() {
         Some(reg.host.clone()),
         Arc::new(move |r: &Req| {
             if r.method == "DELETE" && r.path.ends_with("/manifests/latest") {
-                let host = host.clone();
-                // The move, as another client would push it (a thread of its
-                // own: the handler runs on the server's async workers).
-                std::thread::spawn(move || {
-                    let c = reqwest::blocking::Client::new();
-                    let url = |reference: &str| format!("http://{host}/v2/acme/web/manifests/{reference}");
-                    let m = c
-                        .get(url("1111111"))
-                        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-                        .send()
-                        .unwrap();
-                    let media_type = m.headers()["content-type"].to_str().unwrap().to_string();
-                    let body = m.bytes().unwrap();
-                    let put = c
-                        .put(url("latest"))
-                        .header("Content-Type", media_type)
-                        .body(body)
-                        .send()
-                        .unwrap();
-                    assert_eq!(put.status(), 201);
-                })
-                .join()
-                .unwrap();
+                move_tag(&host, "1111111", "latest");
                 return Action::Respond(Resp::new(404, "404 page not found\n"));
             }
             Action::Forward
@@ -1167,6 +1153,114 @@ fn registry_untag_leaves_a_tag_pushed_again_while_it_was_untagged() {
     assert_eq!(manifest_digest(&reg, "acme/web", &d2).as_deref(), Some(d2.as_str()));
     let puts = server.requests().iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 0, "no placeholder");
+}
+
+/// Points `tag` of `acme/web` at the image of tag `from`, as another
+/// client's push would (on a thread of its own: fault handlers run on the
+/// server's async workers).
+fn move_tag(host: &str, from: &str, tag: &str) {
+    let (host, from, tag) = (host.to_string(), from.to_string(), tag.to_string());
+    std::thread::spawn(move || {
+        let c = reqwest::blocking::Client::new();
+        let url = |reference: &str| format!("http://{host}/v2/acme/web/manifests/{reference}");
+        let m = c
+            .get(url(&from))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap();
+        let media_type = m.headers()["content-type"].to_str().unwrap().to_string();
+        let body = m.bytes().unwrap();
+        let put = c
+            .put(url(&tag))
+            .header("Content-Type", media_type)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(put.status(), 201);
+    })
+    .join()
+    .unwrap();
+}
+
+/// The placeholder method (distribution 2.x has no DELETE by tag) takes a
+/// few requests before the placeholder is put: a push to the tag in that
+/// gap (here during the probe of delete support) is not overwritten:
+/// exit 1, the tag stays on the new image, no placeholder is put.
+#[test]
+fn registry_untag_does_not_put_its_placeholder_over_a_push_made_meanwhile() {
+    let reg = registry_with_images();
+    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![rule(
+            "DELETE",
+            "/manifests/sha256:",
+            Fault::MoveTag(reg.host.clone(), "1111111", "latest", None),
+            1,
+        )],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 1, "tag moved during the probe");
+    assert!(
+        r.err
+            .contains(&format!("the tag moved from `{d2}` to `{d1}` while being untagged")),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "latest").as_deref(),
+        Some(d1.as_str())
+    );
+    assert_eq!(faulty.count("PUT", "/manifests/"), 0, "no placeholder");
+}
+
+/// The placeholder's DELETE fails, and someone pushed to the tag after the
+/// placeholder was put: the tag is not put back over the new push (exit 1,
+/// the tag stays on the new image).
+#[test]
+fn registry_untag_does_not_put_the_tag_back_over_a_push_made_meanwhile() {
+    let reg = registry_with_images();
+    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            // The probe of delete support goes through.
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            // The placeholder's DELETE: the tag moves, the DELETE is refused.
+            rule(
+                "DELETE",
+                "/manifests/sha256:",
+                Fault::MoveTag(
+                    reg.host.clone(),
+                    "1111111",
+                    "latest",
+                    Some(Box::new(Fault::Status(403))),
+                ),
+                1,
+            ),
+        ],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 1, "tag moved before the put-back");
+    assert!(
+        r.err
+            .contains(&format!("the tag moved from `{d2}` to `{d1}` while being untagged")),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "latest").as_deref(),
+        Some(d1.as_str())
+    );
+    assert_eq!(
+        faulty.count("PUT", "/manifests/latest"),
+        1,
+        "the placeholder, and nothing put back"
+    );
 }
 
 /// The other side: a 404 to the DELETE by tag when the tag is gone indeed
@@ -1246,8 +1340,9 @@ fn registry_untag_removes_a_tag_the_tag_list_does_not_show_yet() {
     assert_eq!(v[0]["applied"], true);
     assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222"]);
     assert_eq!(manifest_digest(&reg, "acme/web", &d2).as_deref(), Some(d2.as_str()));
-    // Asked for by itself before any tag is touched, then once more just before it is removed.
-    assert_eq!(faulty.count_since(before, "HEAD", "/manifests/latest"), 2);
+    // Asked for by itself before any tag is touched, then once more when its
+    // removal starts, and just before the placeholder is put over it.
+    assert_eq!(faulty.count_since(before, "HEAD", "/manifests/latest"), 3);
 }
 
 /// A tag list that has not seen the repository yet (404, as a cache

@@ -12,6 +12,7 @@
 //! and on a full disk or a read-only file system fails cleanly with the old
 //! files intact (real tmpfs mounts: the tests run as root, as CI does).
 
+mod common;
 #[path = "ansible/harness.rs"]
 mod harness;
 

@@ -3,7 +3,11 @@
 
 mod common;
 
+use std::collections::BTreeMap;
+
 use common::*;
+use image_lifecycle::fixture::ImageSpec;
+use image_lifecycle::image::Platform;
 
 const BIN: &str = env!("CARGO_BIN_EXE_registry_untag");
 
@@ -177,6 +181,82 @@ fn protected_state_keeps_a_tag_on_what_hosts_run_or_may_roll_back_to() {
     let o = env.run(BIN, &[&format!("{image}:0522222"), "--apply"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(tags(&reg, "acme/web"), ["0511111"]);
+}
+
+/// `--protected` also keeps the last tag of an index whose platform image
+/// a host runs (deployed by that image's digest), and matches records that
+/// name the registry another way (`localhost:PORT` for `127.0.0.1:PORT`);
+/// deploy state naming nothing of this registry is a warning.
+#[test]
+fn protected_state_reaches_platform_images_and_other_names_of_the_registry() {
+    let reg = Registry::start();
+    let rev = revision("0611111");
+    let amd = ImageSpec {
+        platform: Platform::default(),
+        ..labelled(&rev, "amd64", "2026-03-01T00:00:00Z")
+    };
+    let arm = ImageSpec {
+        platform: "linux/arm64".parse().unwrap(),
+        ..labelled(&rev, "arm64", "2026-03-01T00:00:00Z")
+    };
+    let index = push_multi(&reg.repo("acme/multi:0611111"), &[arm, amd], &BTreeMap::new());
+    let body: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("http://{}/v2/acme/multi/manifests/{index}", reg.host))
+        .header("Accept", "application/vnd.oci.image.index.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let child = body["manifests"][1]["digest"].as_str().unwrap().to_string();
+    let port = reg.host.rsplit_once(':').unwrap().1;
+    let env = Env::new();
+    let write_state = |name: &str, image: String, digest: &str| {
+        let path = env.home.path().join(name);
+        let state = serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1",
+            "app": "web", "workspace": "dev", "image": image, "digest": digest}]});
+        std::fs::write(&path, state.to_string()).unwrap();
+        path
+    };
+    let state = write_state("dev.json", format!("localhost:{port}/acme/multi"), &child);
+    let o = env.run(
+        BIN,
+        &[
+            &reg.repo("acme/multi:0611111"),
+            "--apply",
+            "--protected",
+            state.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: refusing to untag `{}`: it is the last tag of `{index}`, which is deployed on dev/web1 (web) \
+             (its platform image `{child}`)",
+            reg.repo("acme/multi:0611111")
+        )),
+        "{err}"
+    );
+    assert_eq!(tags(&reg, "acme/multi"), ["0611111"]);
+
+    let elsewhere = write_state("other.json", "registry.example.com/acme/api".into(), &child);
+    let o = env.run(
+        BIN,
+        &[
+            &reg.repo("acme/multi:0611111"),
+            "--protected",
+            elsewhere.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        format!(
+            "warning: the deploy state given names nothing in `{}`: it protects only what its records name by \
+             repository (the wrong workspaces?)\n",
+            reg.host
+        )
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! running the module binary directly where Ansible would only get in the
 //! way (broken args files, crashes, races).
 
+mod common;
 #[path = "ansible/harness.rs"]
 mod harness;
 

@@ -14,8 +14,10 @@ use image_lifecycle::untag::{UntagError, Untagger, check_deployed};
 /// Remove tags from a registry, keeping the digests they point to.
 ///
 /// Uses DELETE by tag where the registry supports it (a 404 to it while a
-/// HEAD still finds the tag counts as no support); otherwise points the
-/// tag at a unique placeholder manifest and deletes that by digest. A digest
+/// HEAD still finds the tag on its digest counts as no support; found on
+/// another digest, someone pushed to it: left alone, exit 1); otherwise
+/// points the tag at a unique placeholder manifest and deletes that by
+/// digest. A digest
 /// left without tags is reclaimed by the registry's own collection of
 /// untagged manifests (distribution 3: `garbage-collect --delete-untagged`).
 ///
@@ -73,7 +75,9 @@ fn run(args: Args) -> Result<(), Failure> {
         rt.block_on(untagger.check(r)).map_err(failure)?;
     }
     if !states.is_empty() {
-        rt.block_on(check_deployed(&client, &refs, &states)).map_err(failure)?;
+        for w in rt.block_on(check_deployed(&client, &refs, &states)).map_err(failure)? {
+            cli::warn(&w);
+        }
     }
     for r in &refs {
         let o = rt.block_on(untagger.untag(r, args.apply)).map_err(failure)?;

@@ -1176,7 +1176,6 @@ async fn read_body(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, B
     Ok(buf.freeze())
 }
 
-/// Exponential backoff with a little jitter: 100 ms, 200 ms, … capped at 5 s.
 /// Whether `e` failed in TLS (rustls refused the server or its answer).
 /// `io::Error` hides what it wraps from `source()` (and the connector wraps
 /// one in another), so each is opened.
@@ -1194,6 +1193,7 @@ fn is_tls_failure(e: &reqwest::Error) -> bool {
     false
 }
 
+/// Exponential backoff with a little jitter: 100 ms, 200 ms, … capped at 5 s.
 fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(6).saturating_sub(1)).min(5_000);
     let jitter = std::time::SystemTime::now()

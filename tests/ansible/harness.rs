@@ -1,5 +1,5 @@
 //! Shared by `tests/test_write_deploy_info.rs` and `tests/test_deploy_info.rs`
-//! (included with `#[path]`): a temporary work directory holding the
+//! (included with `#[path]`, beside `mod common`): a temporary work directory holding the
 //! test-built module binaries as an Ansible library, a root for
 //! `<org>/<app>/` directories, and its own Ansible config and temp dirs, so
 //! tests run in parallel without touching `~/.ansible`, the repository's
@@ -25,11 +25,7 @@ pub fn digest(c: char) -> String {
 }
 
 /// A tool from the project venv; tests fail (not skip) without it.
-pub fn venv_tool(name: &str) -> PathBuf {
-    let path = Path::new(REPO).join(".venv/bin").join(name);
-    assert!(path.exists(), "{} is missing: run scripts/setup", path.display());
-    path
-}
+pub use crate::common::venv_tool;
 
 pub struct Workdir {
     dir: tempfile::TempDir,

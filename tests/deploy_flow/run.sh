@@ -382,7 +382,7 @@ run tags-after-gc-refusal skopeo list-tags --tls-verify=false "docker://$image"
 running_tag=$(field "$(info test-web1)" tag)
 running_digest=$(field "$(info test-web1)" digest)
 run untag-running env WORKSPACES=test "$task" untag -- "$repo:$running_tag" --apply
-{ [ "$rc" -eq 2 ] && in_log "refusing to untag \`$image:$running_tag\`: it is the last tag of \`$running_digest\`, which is " && in_log "deployed on test/test-web1 (web)"; }; verdict "task untag refuses to remove the last tag of the digest the workspace runs"
+{ [ "$rc" -ne 0 ] && in_log "refusing to untag \`$image:$running_tag\`: it is the last tag of \`$running_digest\`, which is " && in_log "deployed on test/test-web1 (web)"; }; verdict "task untag refuses to remove the last tag of the digest the workspace runs"
 run untag-extra-tag skopeo copy --src-tls-verify=false --dest-tls-verify=false "docker://$image:$T3" "docker://$image:extra-name"
 run untag-extra env WORKSPACES=test "$task" untag -- "$repo:extra-name" --apply
 run tags-after-untag skopeo list-tags --tls-verify=false "docker://$image"
