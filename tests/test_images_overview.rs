@@ -255,7 +255,7 @@ Hosts of workspace dev run different digests:
         eb = f.eb
     );
     assert_eq!(out, expected);
-    // Warnings go to stderr, one line per tag with label problems.
+    // Warnings go to stderr, one line per image with label problems.
     assert!(
         err.contains(&format!(
             "warning: `{image}:legacy1`: label `org.opencontainers.image.created` is `2026-01-25 00:00:00`"
@@ -749,4 +749,27 @@ fn a_config_shared_by_two_manifests_is_fetched_once() {
         .filter(|r| r.method == "GET" && r.path.contains("/blobs/"))
         .count();
     assert_eq!(blob_gets, 1, "{:?}", slow.requests());
+}
+
+/// Label warnings are of an image: one line per digest, naming its other
+/// tags, not one per tag.
+#[test]
+fn label_warnings_come_once_per_image() {
+    let reg = Registry::start();
+    let bare = ImageSpec {
+        layer: b"no labels".to_vec(),
+        ..Default::default()
+    };
+    let d = push(&reg.repo("acme/web:first"), &bare);
+    assert_eq!(push(&reg.repo("acme/web:second"), &bare), d);
+    let image = reg.repo("acme/web");
+    let (code, _, err) = run(&Env::new(), &["dev", &image]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("is missing")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let one_of = |a: &str, b: &str| format!("warning: `{image}:{a}` (also `{b}`): label ");
+    assert!(
+        lines[0].starts_with(&one_of("first", "second")) || lines[0].starts_with(&one_of("second", "first")),
+        "{err}"
+    );
 }

@@ -91,8 +91,24 @@ fn run(args: Args) -> Result<(), Failure> {
         state.as_ref(),
         args.limit.map(|n| n as usize),
     );
+    // Warnings are of an image: once per digest, naming its tags.
+    let mut seen = std::collections::HashSet::new();
     for t in ov.tags.iter().filter(|t| !t.warnings.is_empty()) {
-        cli::warn(&format!("`{}:{}`: {}", ov.image, t.tag, t.warnings.join("; ")));
+        if !seen.insert(&t.digest) {
+            continue;
+        }
+        let others: Vec<String> = ov
+            .tags
+            .iter()
+            .filter(|o| o.digest == t.digest && o.tag != t.tag)
+            .map(|o| format!("`{}`", o.tag))
+            .collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", others.join(", "))
+        };
+        cli::warn(&format!("`{}:{}`{also}: {}", ov.image, t.tag, t.warnings.join("; ")));
     }
     if let (Some(s), Some(path)) = (&state, &args.deployed)
         && let Some(w) = unmatched_state_warning(s, &ov.image, path)
