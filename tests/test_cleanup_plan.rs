@@ -549,14 +549,10 @@ fn blobs_shared_with_another_repository_are_not_reclaimed() {
     assert_eq!(p.reclaim_bytes, 10 * MIB + 1000);
 }
 
-/// The app came from another repository before (its history names it):
-/// those rollback targets are kept in that repository, and are not
-/// "missing" from the current one.
-#[test]
-fn rollback_targets_from_another_repository_are_kept_there() {
-    let (o1, o2, o3, w) = (digest("old-1"), digest("old-2"), digest("old-3"), digest("web"));
+/// A repository of images created long ago, each tagged with its short digest.
+fn old_images(repo: &str, ds: &[&Digest]) -> RepositoryListing {
     let old = Some(hours_ago(5000));
-    let listing = |repo: &str, ds: &[&Digest]| RepositoryListing {
+    RepositoryListing {
         registry: REGISTRY.into(),
         repository: repo.into(),
         tags: ds.iter().map(|d| (d.short(7).to_string(), (*d).clone())).collect(),
@@ -564,7 +560,16 @@ fn rollback_targets_from_another_repository_are_kept_there() {
             .iter()
             .map(|d| ((*d).clone(), entry(d, ManifestKind::Image, old.clone(), &[], &[])))
             .collect(),
-    };
+    }
+}
+
+/// The app came from another repository before (its history names it):
+/// those rollback targets are kept in that repository, and are not
+/// "missing" from the current one.
+#[test]
+fn rollback_targets_from_another_repository_are_kept_there() {
+    let (o1, o2, o3, w) = (digest("old-1"), digest("old-2"), digest("old-3"), digest("web"));
+    let listing = old_images;
     let listings = [listing("acme/web-old", &[&o1, &o2, &o3]), listing("acme/web", &[&w])];
     let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, protect_history: 3}"
         .parse()
@@ -595,16 +600,7 @@ fn rollback_targets_from_another_repository_are_kept_there() {
 #[test]
 fn protect_history_one_warns_where_it_deletes_the_rollback_target() {
     let (a, b, c, kept) = (digest("a"), digest("b"), digest("c"), digest("kept"));
-    let old = Some(hours_ago(5000));
-    let listing = |repo: &str, ds: &[&Digest]| RepositoryListing {
-        registry: REGISTRY.into(),
-        repository: repo.into(),
-        tags: ds.iter().map(|d| (d.short(7).to_string(), (*d).clone())).collect(),
-        images: ds
-            .iter()
-            .map(|d| ((*d).clone(), entry(d, ManifestKind::Image, old.clone(), &[], &[])))
-            .collect(),
-    };
+    let listing = old_images;
     let listings = [listing("acme/web", &[&a, &b, &c]), listing("acme/api", &[&kept, &c])];
     let web = format!("{REGISTRY}/acme/web");
     let api = format!("{REGISTRY}/acme/api");

@@ -1189,8 +1189,6 @@ fn move_tag(host: &str, from: &str, tag: &str) {
 #[test]
 fn registry_untag_does_not_put_its_placeholder_over_a_push_made_meanwhile() {
     let reg = registry_with_images();
-    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
-    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
     let faulty = Faulty::start(
         &reg.host,
         vec![rule(
@@ -1200,20 +1198,26 @@ fn registry_untag_does_not_put_its_placeholder_over_a_push_made_meanwhile() {
             1,
         )],
     );
+    untag_leaves_the_new_push(&reg, &faulty, "tag moved during the probe");
+    assert_eq!(faulty.count("PUT", "/manifests/"), 0, "no placeholder");
+}
+
+/// Untags `latest` through `faulty`, which moves it from the image of
+/// `latest` to that of `1111111` meanwhile: exit 1 naming both, and the tag
+/// stays on the new image.
+fn untag_leaves_the_new_push(reg: &Registry, faulty: &Faulty, what: &str) {
+    let d1 = manifest_digest(reg, "acme/web", "1111111").unwrap();
+    let d2 = manifest_digest(reg, "acme/web", "latest").unwrap();
     let target = format!("{}/acme/web:latest", faulty.host());
     let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
-    assert_failure(&r, 1, "tag moved during the probe");
+    assert_failure(&r, 1, what);
     assert!(
         r.err
             .contains(&format!("the tag moved from `{d2}` to `{d1}` while being untagged")),
         "{}",
         r.err
     );
-    assert_eq!(
-        manifest_digest(&reg, "acme/web", "latest").as_deref(),
-        Some(d1.as_str())
-    );
-    assert_eq!(faulty.count("PUT", "/manifests/"), 0, "no placeholder");
+    assert_eq!(manifest_digest(reg, "acme/web", "latest").as_deref(), Some(d1.as_str()));
 }
 
 /// The placeholder's DELETE fails, and someone pushed to the tag after the
@@ -1222,8 +1226,6 @@ fn registry_untag_does_not_put_its_placeholder_over_a_push_made_meanwhile() {
 #[test]
 fn registry_untag_does_not_put_the_tag_back_over_a_push_made_meanwhile() {
     let reg = registry_with_images();
-    let d1 = manifest_digest(&reg, "acme/web", "1111111").unwrap();
-    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
     let faulty = Faulty::start(
         &reg.host,
         vec![
@@ -1243,19 +1245,7 @@ fn registry_untag_does_not_put_the_tag_back_over_a_push_made_meanwhile() {
             ),
         ],
     );
-    let target = format!("{}/acme/web:latest", faulty.host());
-    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
-    assert_failure(&r, 1, "tag moved before the put-back");
-    assert!(
-        r.err
-            .contains(&format!("the tag moved from `{d2}` to `{d1}` while being untagged")),
-        "{}",
-        r.err
-    );
-    assert_eq!(
-        manifest_digest(&reg, "acme/web", "latest").as_deref(),
-        Some(d1.as_str())
-    );
+    untag_leaves_the_new_push(&reg, &faulty, "tag moved before the put-back");
     assert_eq!(
         faulty.count("PUT", "/manifests/latest"),
         1,
