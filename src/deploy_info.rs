@@ -1563,8 +1563,17 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
                 for app_dir in apps {
                     let file = app_dir.join(RECORD_FILE);
                     // Other software lives under /opt too: no file, no app.
-                    if fs::symlink_metadata(&file).is_ok() {
-                        found.push(file);
+                    // A path that cannot be looked at (an `org` that is a
+                    // file, a directory without search permission) is not
+                    // "no file".
+                    match fs::symlink_metadata(&file) {
+                        Ok(_) => found.push(file),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => skip_or_fail(DeployInfoError::Io {
+                            action: "read",
+                            path: file,
+                            source: e,
+                        })?,
                     }
                 }
             }
@@ -1618,8 +1627,9 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         // A directory that is not there holds nothing; one that is a file
-        // (an `org` or root written wrong) is an error.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        // (an `org` or root written wrong), or a symlink to nothing (an
+        // unmounted volume), is an error.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(dir).is_err() => {
             return Ok(Vec::new());
         }
         Err(e) => return Err(io_err(e)),
@@ -1628,7 +1638,22 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
     for entry in entries {
         let entry = entry.map_err(io_err)?;
         let path = entry.path();
-        if !entry.file_name().to_string_lossy().starts_with('.') && path.is_dir() {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        // A symlink to nothing may be an org or app directory on a volume
+        // that is not mounted: reading it as "nothing deployed" would let
+        // the cleanup delete what runs there. Fix or remove the link.
+        if entry.file_type().map_err(io_err)?.is_symlink()
+            && let Err(e) = fs::metadata(&path)
+        {
+            return Err(DeployInfoError::Io {
+                action: "follow the symlink",
+                path,
+                source: e,
+            });
+        }
+        if path.is_dir() {
             dirs.push(path);
         }
     }
@@ -2228,13 +2253,34 @@ mod tests {
             e.to_string().contains(&format!("cannot list `{}`", dangling.display())),
             "{e}"
         );
-        // An `org` that is a file is not an org without apps.
+        fs::remove_file(&dangling).unwrap();
+        // An `org` that is a file is not an org without apps, with or
+        // without `app`.
         req.root = root.to_path_buf();
         req.app = None;
         fs::write(root.join("acme-file"), "x").unwrap();
         req.org = Some("acme-file".into());
         let e = find_records(&req, &mut warnings).unwrap_err();
         assert!(e.to_string().contains("acme-file"), "{e}");
+        req.app = Some("web".into());
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("acme-file/web/deploy-info.yml"), "{e}");
+        fs::remove_file(root.join("acme-file")).unwrap();
+        // An org or app directory that is a symlink to nothing (a volume
+        // not mounted), named or found walking the root.
+        std::os::unix::fs::symlink(root.join("unmounted"), root.join("gone-org")).unwrap();
+        req.org = Some("gone-org".into());
+        req.app = None;
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("gone-org"), "{e}");
+        req.org = None;
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("cannot follow the symlink"), "{e}");
+        assert!(e.to_string().contains("gone-org"), "{e}");
+        fs::remove_file(root.join("gone-org")).unwrap();
+        std::os::unix::fs::symlink(root.join("unmounted"), root.join("acme/gone-app")).unwrap();
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("acme/gone-app"), "{e}");
     }
 
     #[test]

@@ -58,7 +58,8 @@ impl FromStr for Platform {
 /// `os/arch/variant` with the spellings containerd normalises: case aside,
 /// `aarch64` is `arm64`, `x86_64`/`x86-64` is `amd64`, `i386` is `386`,
 /// `armhf` is `arm/v7` and `armel` `arm/v6`, a bare variant number `8` is
-/// `v8`; `arm64` without a variant is `v8` and `arm` without one `v7`.
+/// `v8`; `arm64` without a variant is `v8`, `arm` without one `v7`, and
+/// `amd64/v1` is plain `amd64`.
 fn normalised(os: &str, arch: &str, variant: Option<&str>) -> (String, String, Option<String>) {
     let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase).map(|v| {
         if v.bytes().all(|b| b.is_ascii_digit()) {
@@ -72,7 +73,7 @@ fn normalised(os: &str, arch: &str, variant: Option<&str>) -> (String, String, O
         "armhf" => ("arm".to_string(), Some("v7".into())),
         "armel" => ("arm".to_string(), Some("v6".into())),
         "arm" => ("arm".to_string(), variant.or_else(|| Some("v7".into()))),
-        "x86_64" | "x86-64" => ("amd64".to_string(), variant),
+        "x86_64" | "x86-64" | "amd64" => ("amd64".to_string(), variant.filter(|v| v != "v1")),
         "i386" => ("386".to_string(), variant),
         a => (a.to_string(), variant),
     };
@@ -431,6 +432,7 @@ mod tests {
             "other variants: any unless asked"
         );
         assert!(!p("linux/amd64/v3").matches("linux", "amd64", Some("v2")));
+        assert!(p("linux/amd64/v1").matches("linux", "amd64", None));
         assert!(!p("linux/amd64").matches("windows", "amd64", None));
         assert!(!p("linux/amd64").matches("linux", "arm64", None));
     }

@@ -157,6 +157,31 @@ pub struct ImagesOverview {
     pub deploy_state: bool,
 }
 
+/// The label warnings of an overview, for stderr: once per image (digest),
+/// naming its other tags, not once per tag.
+pub fn label_warnings(ov: &ImagesOverview) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for t in ov.tags.iter().filter(|t| !t.warnings.is_empty()) {
+        if !seen.insert(&t.digest) {
+            continue;
+        }
+        let others: Vec<String> = ov
+            .tags
+            .iter()
+            .filter(|o| o.digest == t.digest && o.tag != t.tag)
+            .map(|o| format!("`{}`", o.tag))
+            .collect();
+        let also = if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (also {})", others.join(", "))
+        };
+        out.push(format!("`{}:{}`{also}: {}", ov.image, t.tag, t.warnings.join("; ")));
+    }
+    out
+}
+
 /// Builds the `images_overview` of `listing` for `workspace`. `limit` keeps
 /// the newest N tags, plus every deployed tag beyond them: what runs now is
 /// half of the question the overview answers.

@@ -375,7 +375,15 @@ impl<'a> Untagger<'a> {
                             path: format!("/v2/{}/manifests/{d}", repo.repository),
                             detail: Some("yet the tag still points to the placeholder".into()),
                         }),
-                        Ok(_) | Err(RegistryError::NotFound { .. }) => Ok(()),
+                        // Someone pushed to the tag meanwhile.
+                        Ok(h) => {
+                            return Err(UntagError::Moved {
+                                reference: reference.to_string(),
+                                digest: target.digest,
+                                now: h.digest,
+                            });
+                        }
+                        Err(RegistryError::NotFound { .. }) => Ok(()),
                         Err(e) => Err(e),
                     },
                     Ok(Deleted::Deleted) => Ok(()),
@@ -385,19 +393,30 @@ impl<'a> Untagger<'a> {
                     Ok(()) => {}
                     Err(delete) => {
                         // Put back only over the placeholder: a push to the
-                        // tag meanwhile stays.
-                        if let Ok(now) = client.manifest_head(&repo, &tag).await
-                            && now.digest != d
-                        {
-                            return Err(UntagError::Moved {
-                                reference: reference.to_string(),
-                                digest: target.digest,
-                                now: now.digest,
-                            });
-                        }
-                        let restored = client
-                            .manifest_put(&repo, &tag, &original.media_type, original.body)
-                            .await;
+                        // tag meanwhile stays, a tag someone removed stays
+                        // removed, and a tag that cannot be looked at is
+                        // not written blind.
+                        let restored = match client.manifest_head(&repo, &tag).await {
+                            Ok(now) if now.digest == d => {
+                                client
+                                    .manifest_put(&repo, &tag, &original.media_type, original.body)
+                                    .await
+                            }
+                            Ok(now) => {
+                                return Err(UntagError::Moved {
+                                    reference: reference.to_string(),
+                                    digest: target.digest,
+                                    now: now.digest,
+                                });
+                            }
+                            Err(RegistryError::NotFound { .. }) => {
+                                state.tags.remove(&tag);
+                                outcome.method = Some("placeholder".into());
+                                outcome.applied = true;
+                                return Ok(outcome);
+                            }
+                            Err(e) => Err(e),
+                        };
                         return Err(match restored {
                             Ok(_) => UntagError::Restored {
                                 reference: reference.to_string(),
@@ -423,6 +442,52 @@ impl<'a> Untagger<'a> {
         outcome.applied = true;
         Ok(outcome)
     }
+}
+
+/// Index nesting followed by [`reachable`]; deeper is refused.
+const MAX_INDEX_DEPTH: usize = 4;
+
+/// `digest` and every manifest it reaches in `repo` (the platform images of
+/// an index, and theirs for an index in an index). A manifest that cannot
+/// be read or parsed is an error: what it holds is unknown.
+async fn reachable(client: &Client, repo: &Reference, digest: &Digest) -> Result<Vec<Digest>, UntagError> {
+    let mut out = vec![digest.clone()];
+    let mut level = vec![digest.clone()];
+    for depth in 0..=MAX_INDEX_DEPTH {
+        let mut next = Vec::new();
+        for d in &level {
+            let manifest = client.manifest_get(repo, &d.to_string()).await?;
+            if let Parsed::Index(index) = parse_manifest(&repo.registry, &manifest)? {
+                if depth == MAX_INDEX_DEPTH {
+                    return Err(RegistryError::Invalid {
+                        registry: repo.registry.clone(),
+                        what: format!("index `{d}`"),
+                        detail: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
+                    }
+                    .into());
+                }
+                for m in &index.manifests {
+                    let child: Digest =
+                        m.digest
+                            .parse()
+                            .map_err(|e: crate::reference::ReferenceError| RegistryError::Invalid {
+                                registry: repo.registry.clone(),
+                                what: format!("index `{d}`"),
+                                detail: e.to_string(),
+                            })?;
+                    if !out.contains(&child) {
+                        out.push(child.clone());
+                        next.push(child);
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
+    }
+    Ok(out)
 }
 
 fn deployed_why(digest: &Digest, at: &[String], others_unknown: bool) -> String {
@@ -458,11 +523,7 @@ pub async fn check_deployed(
             continue;
         }
         let repo = r.repo_only();
-        let mut digests = vec![outcome.digest.clone()];
-        let manifest = client.manifest_get(&repo, &outcome.digest.to_string()).await?;
-        if let Ok(Parsed::Index(index)) = parse_manifest(&repo.registry, &manifest) {
-            digests.extend(index.manifests.iter().filter_map(|m| m.digest.parse::<Digest>().ok()));
-        }
+        let digests = reachable(client, &repo, &outcome.digest).await?;
         let mut at = Vec::new();
         for rec in states.iter().flat_map(|s| &s.records) {
             for d in &digests {
@@ -486,10 +547,17 @@ pub async fn check_deployed(
     }
     let hosts: std::collections::BTreeSet<&str> = refs.iter().map(|r| r.registry.as_str()).collect();
     for host in hosts {
+        // A record concerns this registry when it names its host, or one of
+        // the repositories untagged here (by another name of the host).
+        let paths: Vec<&str> = refs
+            .iter()
+            .filter(|r| r.registry == host)
+            .map(|r| r.repository.as_str())
+            .collect();
         let any = states.iter().flat_map(|s| &s.records).any(|rec| {
             rec.image
                 .split_once('/')
-                .is_some_and(|(h, _)| h.eq_ignore_ascii_case(host))
+                .is_some_and(|(h, path)| h.eq_ignore_ascii_case(host) || paths.contains(&path))
         });
         if !any {
             warnings.push(format!(

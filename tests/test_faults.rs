@@ -1253,6 +1253,32 @@ fn registry_untag_does_not_put_the_tag_back_over_a_push_made_meanwhile() {
     );
 }
 
+/// The placeholder's DELETE answers 404 and the tag, looked at again, is
+/// on a third image: someone pushed to it meanwhile, which is not taken
+/// for "untagged" (exit 1, the tag stays on the new image).
+#[test]
+fn registry_untag_does_not_report_untagged_when_a_push_took_the_tag_from_the_placeholder() {
+    let reg = registry_with_images();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule(
+                "DELETE",
+                "/manifests/sha256:",
+                Fault::MoveTag(
+                    reg.host.clone(),
+                    "1111111",
+                    "latest",
+                    Some(Box::new(Fault::Status(404))),
+                ),
+                1,
+            ),
+        ],
+    );
+    untag_leaves_the_new_push(&reg, &faulty, "tag taken from the placeholder");
+}
+
 /// The other side: a 404 to the DELETE by tag when the tag is gone indeed
 /// (another client took it first; here the proxy answers for the registry
 /// as one with deletes by tag would: 404 to the DELETE, then 404 to HEADs

@@ -9,7 +9,7 @@ use clap::Parser;
 use image_lifecycle::cli::{self, Failure, RegistryArgs};
 use image_lifecycle::deploy_state::DeployState;
 use image_lifecycle::image::Platform;
-use image_lifecycle::overview::{TextStyle, images_overview, render_images};
+use image_lifecycle::overview::{TextStyle, images_overview, label_warnings, render_images};
 use image_lifecycle::reference::Reference;
 use image_lifecycle::registry::Client;
 use image_lifecycle::scan::{Progress, scan_repository};
@@ -91,24 +91,8 @@ fn run(args: Args) -> Result<(), Failure> {
         state.as_ref(),
         args.limit.map(|n| n as usize),
     );
-    // Warnings are of an image: once per digest, naming its tags.
-    let mut seen = std::collections::HashSet::new();
-    for t in ov.tags.iter().filter(|t| !t.warnings.is_empty()) {
-        if !seen.insert(&t.digest) {
-            continue;
-        }
-        let others: Vec<String> = ov
-            .tags
-            .iter()
-            .filter(|o| o.digest == t.digest && o.tag != t.tag)
-            .map(|o| format!("`{}`", o.tag))
-            .collect();
-        let also = if others.is_empty() {
-            String::new()
-        } else {
-            format!(" (also {})", others.join(", "))
-        };
-        cli::warn(&format!("`{}:{}`{also}: {}", ov.image, t.tag, t.warnings.join("; ")));
+    for w in label_warnings(&ov) {
+        cli::warn(&w);
     }
     if let (Some(s), Some(path)) = (&state, &args.deployed)
         && let Some(w) = unmatched_state_warning(s, &ov.image, path)

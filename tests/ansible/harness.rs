@@ -1,4 +1,4 @@
-//! Shared by `tests/test_write_deploy_info.rs` and `tests/test_deploy_info.rs`
+//! Shared by `tests/test_write_deploy_info.rs`, `tests/test_deploy_info.rs` and `tests/test_hostile_files.rs`
 //! (included with `#[path]`, beside `mod common`): a temporary work directory holding the
 //! test-built module binaries as an Ansible library, a root for
 //! `<org>/<app>/` directories, and its own Ansible config and temp dirs, so
