@@ -1542,7 +1542,12 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
             let orgs = match &request.org {
                 Some(org) => vec![request.root.join(org)],
                 None => match subdirs(&request.root) {
-                    Ok(dirs) => dirs,
+                    Ok((dirs, problems)) => {
+                        for e in problems {
+                            skip_or_fail(e)?;
+                        }
+                        dirs
+                    }
                     Err(e) => {
                         skip_or_fail(e)?;
                         Vec::new()
@@ -1553,7 +1558,12 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
                 let apps = match &request.app {
                     Some(app) => vec![org_dir.join(app)],
                     None => match subdirs(&org_dir) {
-                        Ok(dirs) => dirs,
+                        Ok((dirs, problems)) => {
+                            for e in problems {
+                                skip_or_fail(e)?;
+                            }
+                            dirs
+                        }
                         Err(e) => {
                             skip_or_fail(e)?;
                             continue;
@@ -1564,11 +1574,20 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
                     let file = app_dir.join(RECORD_FILE);
                     // Other software lives under /opt too: no file, no app.
                     // A path that cannot be looked at (an `org` that is a
-                    // file, a directory without search permission) is not
-                    // "no file".
+                    // file, a directory without search permission), or an
+                    // org or app directory named that is a symlink to
+                    // nothing, is not "no file".
                     match fs::symlink_metadata(&file) {
                         Ok(_) => found.push(file),
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                            if let Some(dir) = [&app_dir, &org_dir].into_iter().find(|d| dangling(d)) {
+                                skip_or_fail(DeployInfoError::Io {
+                                    action: "follow the symlink",
+                                    path: dir.clone(),
+                                    source: e,
+                                })?;
+                            }
+                        }
                         Err(e) => skip_or_fail(DeployInfoError::Io {
                             action: "read",
                             path: file,
@@ -1616,9 +1635,16 @@ pub fn find_records(request: &ReadRequest, warnings: &mut Vec<String>) -> Result
     Ok(records)
 }
 
-/// The visible subdirectories of `dir`, sorted; none if `dir` is missing
-/// (a host with nothing deployed).
-fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
+/// Whether `path` is a symlink to nothing (a volume that is not mounted).
+fn dangling(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok() && fs::metadata(path).is_err()
+}
+
+/// The visible subdirectories of `dir`, sorted, and one error per entry
+/// that is a symlink to nothing; none if `dir` is missing (a host with
+/// nothing deployed). `dir` itself being a file or a symlink to nothing is
+/// an error.
+fn subdirs(dir: &Path) -> Result<(Vec<PathBuf>, Vec<DeployInfoError>), DeployInfoError> {
     let io_err = |source| DeployInfoError::Io {
         action: "list",
         path: dir.into(),
@@ -1630,11 +1656,12 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
         // (an `org` or root written wrong), or a symlink to nothing (an
         // unmounted volume), is an error.
         Err(e) if e.kind() == io::ErrorKind::NotFound && fs::symlink_metadata(dir).is_err() => {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         Err(e) => return Err(io_err(e)),
     };
     let mut dirs = Vec::new();
+    let mut problems = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err)?;
         let path = entry.path();
@@ -1643,22 +1670,25 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>, DeployInfoError> {
         }
         // A symlink to nothing may be an org or app directory on a volume
         // that is not mounted: reading it as "nothing deployed" would let
-        // the cleanup delete what runs there. Fix or remove the link.
+        // the cleanup delete what runs there. Only that entry is at fault
+        // (not strict: skipped with a warning); fix or remove the link.
         if entry.file_type().map_err(io_err)?.is_symlink()
             && let Err(e) = fs::metadata(&path)
         {
-            return Err(DeployInfoError::Io {
+            problems.push(DeployInfoError::Io {
                 action: "follow the symlink",
                 path,
                 source: e,
             });
+            continue;
         }
         if path.is_dir() {
             dirs.push(path);
         }
     }
     dirs.sort();
-    Ok(dirs)
+    problems.sort_by_key(|e| e.to_string());
+    Ok((dirs, problems))
 }
 
 /// The `deploy_info` module: arguments in, result fields out. Read only, so
@@ -2277,10 +2307,55 @@ mod tests {
         let e = find_records(&req, &mut warnings).unwrap_err();
         assert!(e.to_string().contains("cannot follow the symlink"), "{e}");
         assert!(e.to_string().contains("gone-org"), "{e}");
+        // Named with `app`, the link is not taken for "no file" either.
+        req.org = Some("gone-org".into());
+        req.app = Some("web".into());
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("cannot follow the symlink"), "{e}");
+        req.app = None;
+        req.org = None;
+        // Not strict: only that entry is skipped, with one warning.
+        req.strict = false;
+        warnings.clear();
+        let all = find_records(&req, &mut warnings).unwrap();
+        // (acme/api's record was broken above: skipped too.)
+        assert_eq!(all.len(), 2, "the other apps are read: {all:?}");
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with(&format!(
+                "skipped: cannot follow the symlink `{}`",
+                root.join("gone-org").display()
+            )),
+            "{warnings:?}"
+        );
+        req.strict = true;
         fs::remove_file(root.join("gone-org")).unwrap();
         std::os::unix::fs::symlink(root.join("unmounted"), root.join("acme/gone-app")).unwrap();
         let e = find_records(&req, &mut warnings).unwrap_err();
         assert!(e.to_string().contains("acme/gone-app"), "{e}");
+        req.org = Some("acme".into());
+        req.app = Some("gone-app".into());
+        let e = find_records(&req, &mut warnings).unwrap_err();
+        assert!(e.to_string().contains("acme/gone-app"), "{e}");
+        // Symlinks to a directory or a file are followed or passed over.
+        fs::remove_file(root.join("acme/gone-app")).unwrap();
+        std::os::unix::fs::symlink(root.join("acme/web"), root.join("acme/web-link")).unwrap();
+        std::os::unix::fs::symlink(root.join("acme-notes"), root.join("notes-link")).unwrap();
+        fs::write(root.join("acme-notes"), "x").unwrap();
+        req.org = None;
+        req.app = None;
+        req.strict = false; // acme/api's record is still broken
+        warnings.clear();
+        let names: Vec<String> = find_records(&req, &mut warnings)
+            .unwrap()
+            .iter()
+            .map(|f| f.path.strip_prefix(root).unwrap().display().to_string())
+            .collect();
+        assert!(
+            names.contains(&"acme/web-link/deploy-info.yml".to_string()),
+            "{names:?}"
+        );
+        assert_eq!(warnings.len(), 1, "only the broken record: {warnings:?}");
     }
 
     #[test]

@@ -88,7 +88,10 @@ impl Platform {
     pub fn matches(&self, os: &str, arch: &str, variant: Option<&str>) -> bool {
         let (want_os, want_arch, want_variant) = normalised(&self.os, &self.architecture, self.variant.as_deref());
         let (os, arch, variant) = normalised(os, arch, variant);
-        want_os == os && want_arch == arch && (want_variant.is_none() || want_variant == variant)
+        // A variant asked for (`amd64/v1` too) must match; none asked, the
+        // architecture's default does (arm64 v8, arm v7), else any.
+        let any_variant = self.variant.is_none() && want_variant.is_none();
+        want_os == os && want_arch == arch && (any_variant || want_variant == variant)
     }
 }
 
@@ -433,6 +436,7 @@ mod tests {
         );
         assert!(!p("linux/amd64/v3").matches("linux", "amd64", Some("v2")));
         assert!(p("linux/amd64/v1").matches("linux", "amd64", None));
+        assert!(!p("linux/amd64/v1").matches("linux", "amd64", Some("v3")));
         assert!(!p("linux/amd64").matches("windows", "amd64", None));
         assert!(!p("linux/amd64").matches("linux", "arm64", None));
     }

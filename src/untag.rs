@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::deploy_state::DeployState;
 use crate::image::{Parsed, parse_manifest};
 use crate::reference::{Digest, Reference};
-use crate::registry::{Client, Deleted, MEDIA_OCI_MANIFEST, RegistryError};
+use crate::registry::{Client, Deleted, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, RegistryError};
 
 /// The OCI empty descriptor's content (`application/vnd.oci.empty.v1+json`).
 const EMPTY_JSON: &[u8] = b"{}";
@@ -106,6 +106,20 @@ pub enum UntagError {
         at: Vec<String>,
         others_unknown: bool,
     },
+    /// The placeholder's delete failed and the tag could not be looked at
+    /// again: it may point to the placeholder, or to a push made meanwhile,
+    /// so it is not written blind.
+    #[error(
+        "cannot untag `{reference}`: deleting the placeholder manifest `{placeholder}` failed ({delete}), and the tag could not be read again to put it back on `{digest}`"
+    )]
+    PlaceholderUnknown {
+        reference: String,
+        placeholder: Digest,
+        digest: Digest,
+        delete: RegistryError,
+        #[source]
+        head: RegistryError,
+    },
     /// Neither the delete nor putting the tag back worked: the tag points
     /// to the placeholder.
     #[error(
@@ -128,7 +142,7 @@ impl UntagError {
     pub fn exit_code(&self) -> u8 {
         match self {
             UntagError::Registry(e) | UntagError::Restored { delete: e, .. } => e.exit_code(),
-            UntagError::PlaceholderLeft { .. } => 5,
+            UntagError::PlaceholderLeft { .. } | UntagError::PlaceholderUnknown { .. } => 5,
             UntagError::Moved { .. } => 1,
             UntagError::Deployed { .. } => 2,
         }
@@ -159,6 +173,17 @@ impl UntagError {
                 "someone pushed to the tag meanwhile; see what it points to now, and run again if it should still go"
                     .into(),
             ),
+            UntagError::PlaceholderUnknown {
+                reference,
+                placeholder,
+                digest,
+                ..
+            } => Some(format!(
+                "see what the tag points to (`crane digest {reference}`); if it is the placeholder `{placeholder}`, \
+                 point it back: `crane tag {}@{digest} {}`",
+                reference.rsplit_once(':').map_or(reference.as_str(), |(name, _)| name),
+                reference.rsplit_once(':').map_or("", |(_, tag)| tag),
+            )),
             UntagError::PlaceholderLeft { reference, digest, .. } => Some(format!(
                 "point the tag back by hand, e.g. `crane tag {}@{digest} {}`, then see the registry's logs",
                 reference.rsplit_once(':').map_or(reference.as_str(), |(name, _)| name),
@@ -402,6 +427,8 @@ impl<'a> Untagger<'a> {
                                     .manifest_put(&repo, &tag, &original.media_type, original.body)
                                     .await
                             }
+                            // Back on its digest already (another run put it back).
+                            Ok(now) if now.digest == target.digest => Ok(now.digest),
                             Ok(now) => {
                                 return Err(UntagError::Moved {
                                     reference: reference.to_string(),
@@ -415,7 +442,15 @@ impl<'a> Untagger<'a> {
                                 outcome.applied = true;
                                 return Ok(outcome);
                             }
-                            Err(e) => Err(e),
+                            Err(head) => {
+                                return Err(UntagError::PlaceholderUnknown {
+                                    reference: reference.to_string(),
+                                    placeholder: d,
+                                    digest: target.digest,
+                                    delete,
+                                    head,
+                                });
+                            }
                         };
                         return Err(match restored {
                             Ok(_) => UntagError::Restored {
@@ -448,35 +483,38 @@ impl<'a> Untagger<'a> {
 const MAX_INDEX_DEPTH: usize = 4;
 
 /// `digest` and every manifest it reaches in `repo` (the platform images of
-/// an index, and theirs for an index in an index). A manifest that cannot
-/// be read or parsed is an error: what it holds is unknown.
+/// an index, and theirs for an index in an index). Only indexes are read:
+/// a child image is known by its descriptor (one missing, as in a sparse
+/// index, does not matter here). An index that cannot be read or parsed is
+/// an error: what it holds is unknown.
 async fn reachable(client: &Client, repo: &Reference, digest: &Digest) -> Result<Vec<Digest>, UntagError> {
+    let invalid = |d: &Digest, detail: String| RegistryError::Invalid {
+        registry: repo.registry.clone(),
+        what: format!("index `{d}`"),
+        detail,
+    };
     let mut out = vec![digest.clone()];
-    let mut level = vec![digest.clone()];
+    // The first level: the tagged manifest, whatever it is.
+    let mut indexes = vec![digest.clone()];
     for depth in 0..=MAX_INDEX_DEPTH {
         let mut next = Vec::new();
-        for d in &level {
+        for d in &indexes {
             let manifest = client.manifest_get(repo, &d.to_string()).await?;
-            if let Parsed::Index(index) = parse_manifest(&repo.registry, &manifest)? {
-                if depth == MAX_INDEX_DEPTH {
-                    return Err(RegistryError::Invalid {
-                        registry: repo.registry.clone(),
-                        what: format!("index `{d}`"),
-                        detail: format!("indexes nested more than {MAX_INDEX_DEPTH} deep"),
-                    }
-                    .into());
-                }
-                for m in &index.manifests {
-                    let child: Digest =
-                        m.digest
-                            .parse()
-                            .map_err(|e: crate::reference::ReferenceError| RegistryError::Invalid {
-                                registry: repo.registry.clone(),
-                                what: format!("index `{d}`"),
-                                detail: e.to_string(),
-                            })?;
-                    if !out.contains(&child) {
-                        out.push(child.clone());
+            let Parsed::Index(index) = parse_manifest(&repo.registry, &manifest)? else {
+                continue;
+            };
+            if depth == MAX_INDEX_DEPTH {
+                return Err(invalid(d, format!("indexes nested more than {MAX_INDEX_DEPTH} deep")).into());
+            }
+            for m in &index.manifests {
+                let child: Digest = m
+                    .digest
+                    .parse()
+                    .map_err(|e: crate::reference::ReferenceError| invalid(d, e.to_string()))?;
+                let media_type = m.media_type.to_string();
+                if !out.contains(&child) {
+                    out.push(child.clone());
+                    if media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST {
                         next.push(child);
                     }
                 }
@@ -485,7 +523,7 @@ async fn reachable(client: &Client, repo: &Reference, digest: &Digest) -> Result
         if next.is_empty() {
             break;
         }
-        level = next;
+        indexes = next;
     }
     Ok(out)
 }
