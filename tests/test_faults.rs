@@ -1220,31 +1220,33 @@ fn untag_leaves_the_new_push(reg: &Registry, faulty: &Faulty, what: &str) {
     assert_eq!(manifest_digest(reg, "acme/web", "latest").as_deref(), Some(d1.as_str()));
 }
 
+/// A fault server in front of `reg` whose second DELETE by digest (the
+/// placeholder's, after the probe of delete support) first moves `latest`
+/// to the image of `1111111`, as another client's push would, then is
+/// answered `status`.
+fn push_during_placeholder_delete(reg: &Registry, status: u16) -> Faulty {
+    let moved = Fault::MoveTag(
+        reg.host.clone(),
+        "1111111",
+        "latest",
+        Some(Box::new(Fault::Status(status))),
+    );
+    Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule("DELETE", "/manifests/sha256:", moved, 1),
+        ],
+    )
+}
+
 /// The placeholder's DELETE fails, and someone pushed to the tag after the
 /// placeholder was put: the tag is not put back over the new push (exit 1,
 /// the tag stays on the new image).
 #[test]
 fn registry_untag_does_not_put_the_tag_back_over_a_push_made_meanwhile() {
     let reg = registry_with_images();
-    let faulty = Faulty::start(
-        &reg.host,
-        vec![
-            // The probe of delete support goes through.
-            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
-            // The placeholder's DELETE: the tag moves, the DELETE is refused.
-            rule(
-                "DELETE",
-                "/manifests/sha256:",
-                Fault::MoveTag(
-                    reg.host.clone(),
-                    "1111111",
-                    "latest",
-                    Some(Box::new(Fault::Status(403))),
-                ),
-                1,
-            ),
-        ],
-    );
+    let faulty = push_during_placeholder_delete(&reg, 403);
     untag_leaves_the_new_push(&reg, &faulty, "tag moved before the put-back");
     assert_eq!(
         faulty.count("PUT", "/manifests/latest"),
@@ -1259,23 +1261,7 @@ fn registry_untag_does_not_put_the_tag_back_over_a_push_made_meanwhile() {
 #[test]
 fn registry_untag_does_not_report_untagged_when_a_push_took_the_tag_from_the_placeholder() {
     let reg = registry_with_images();
-    let faulty = Faulty::start(
-        &reg.host,
-        vec![
-            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
-            rule(
-                "DELETE",
-                "/manifests/sha256:",
-                Fault::MoveTag(
-                    reg.host.clone(),
-                    "1111111",
-                    "latest",
-                    Some(Box::new(Fault::Status(404))),
-                ),
-                1,
-            ),
-        ],
-    );
+    let faulty = push_during_placeholder_delete(&reg, 404);
     untag_leaves_the_new_push(&reg, &faulty, "tag taken from the placeholder");
 }
 
