@@ -543,7 +543,7 @@ struct Protection<'a> {
 
 /// `repository` of `registry/repository`.
 fn repository_path(image: &str) -> &str {
-    image.split_once('/').map_or(image, |(_, path)| path)
+    crate::deploy_state::image_parts(image).map_or(image, |(_, path)| path)
 }
 
 /// One digest while a repository is being decided.

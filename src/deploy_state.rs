@@ -193,6 +193,13 @@ impl DeployState {
     }
 }
 
+/// The registry host and the repository path of a record's `image`
+/// (`registry/repository`, as [`DeployState::read`] checked); `None` for
+/// an image without `/`.
+pub fn image_parts(image: &str) -> Option<(&str, &str)> {
+    image.split_once('/')
+}
+
 impl DeployRecord {
     /// The (image, digest) pairs of the last `n` distinct digests deployed
     /// of each image, newest first, the current one included (it counts as
@@ -221,7 +228,7 @@ impl DeployRecord {
     /// (anywhere in its history).
     pub fn names(&self, repository: &str, digests: &[&Digest]) -> Option<String> {
         let at = format!("{}/{} ({})", self.workspace, self.host, self.app);
-        let of_repository = |image: &str| image.split_once('/').is_some_and(|(_, path)| path == repository);
+        let of_repository = |image: &str| image_parts(image).is_some_and(|(_, path)| path == repository);
         let deploys = self.recent_deploys(usize::MAX);
         match deploys
             .iter()

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::Serialize;
 
-use crate::deploy_state::DeployState;
+use crate::deploy_state::{DeployState, image_parts};
 use crate::image::{Parsed, parse_manifest};
 use crate::reference::{Digest, Reference};
 use crate::registry::{Client, Deleted, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, RegistryError};
@@ -592,11 +592,15 @@ pub async fn check_deployed(
             .filter(|r| r.registry == host)
             .map(|r| r.repository.as_str())
             .collect();
-        let any = states.iter().flat_map(|s| &s.records).any(|rec| {
-            rec.image
-                .split_once('/')
-                .is_some_and(|(h, path)| h.eq_ignore_ascii_case(host) || paths.contains(&path))
-        });
+        // History entries count: an app that moved here from another
+        // registry has its rollback targets here.
+        let any = states
+            .iter()
+            .flat_map(|s| &s.records)
+            .flat_map(|rec| rec.recent_deploys(usize::MAX))
+            .any(|(image, _)| {
+                image_parts(image).is_some_and(|(h, path)| h.eq_ignore_ascii_case(host) || paths.contains(&path))
+            });
         if !any {
             warnings.push(format!(
                 "the deploy state given names nothing in `{host}`: it protects only what its records name by \

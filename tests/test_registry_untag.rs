@@ -257,6 +257,21 @@ fn protected_state_reaches_platform_images_and_other_names_of_the_registry() {
             reg.host
         )
     );
+
+    // A rollback target in this registry (the app moved away from it)
+    // counts as naming it: no warning.
+    let moved = env.home.path().join("moved.json");
+    let state = serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1",
+        "app": "web", "workspace": "dev", "image": "registry.example.com/acme/api", "digest": child,
+        "history": [{"digest": index, "image": format!("{}/acme/old-name", reg.host),
+                     "deployed_at": "2026-01-25T01:01:33Z"}]}]});
+    std::fs::write(&moved, state.to_string()).unwrap();
+    let o = env.run(
+        BIN,
+        &[&reg.repo("acme/multi:0611111"), "--protected", moved.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
 }
 
 #[test]
