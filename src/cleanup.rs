@@ -28,9 +28,10 @@
 //!   digest, and keep wins. So a child goes only when every index that
 //!   holds it goes.
 //! * A tag that points to a digest missing from the listing (its manifest
-//!   could not be read), or an index whose children are unknown (a nested
-//!   index), keeps every digest of its repository, with a warning: fail
-//!   closed, since it may hold any of them.
+//!   could not be read), or an index listed without children (nested
+//!   deeper than [`crate::image::MAX_INDEX_DEPTH`], or empty), keeps every
+//!   digest of its repository, with a warning: fail closed, since it may
+//!   hold any of them.
 //! * Bytes to reclaim count each blob (manifests included) reachable from a
 //!   deleted digest and from no kept digest of any repository of the same
 //!   registry, since registries share layers across repositories. It is an
@@ -716,8 +717,8 @@ fn plan_repository(
     // A tagged manifest that could not be read may be an index: what it
     // holds is unknown (tagged platform images too, and deleting an index
     // would orphan its children for good), so nothing of this repository goes.
-    // An index listed without children (the scan records a nested index
-    // so) holds unknown ones too.
+    // An index listed without children (the scan records one nested too
+    // deep so) holds unknown ones too.
     let unreadable: Vec<Digest> = nodes
         .iter()
         .filter(|n| match n.entry {

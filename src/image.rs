@@ -134,6 +134,9 @@ pub fn parse_manifest(registry: &str, m: &Manifest) -> Result<Parsed, RegistryEr
 pub struct Described {
     pub entry: ImageEntry,
     pub children: Vec<ImageEntry>,
+    /// For an index: whether its labels come from a child of the platform
+    /// asked for (one of its own, or of an index in it). True for an image.
+    pub platform_found: bool,
 }
 
 /// The minimal view of an image config that labels need. Read with a
@@ -219,101 +222,202 @@ fn parse_digest(registry: &str, s: &str) -> Result<Digest, RegistryError> {
         })
 }
 
+/// How deep [`describe`] follows indexes inside indexes: the tagged index
+/// is at level 0, and an index at this level is the deepest whose children
+/// are read. An index deeper than this is listed without children: what it holds is unknown, so the
+/// cleanup keeps its whole repository (fail closed). Real images nest one
+/// level at most; the bound keeps a hostile registry from sending the scan
+/// down an endless chain.
+pub const MAX_INDEX_DEPTH: usize = 4;
+
 /// Reads the metadata and sizes of `manifest` (in repository `repo`). For an
 /// index, the labels come from the `platform` child (else the first child,
-/// with a warning); every child manifest is read for sizes.
+/// with a warning); every child manifest is read for sizes, and an index
+/// among them is described in turn (to [`MAX_INDEX_DEPTH`]), its entry and
+/// its children's all in [`Described::children`].
 pub async fn describe(
     client: &Client,
     repo: &Reference,
     manifest: &Manifest,
     platform: &Platform,
 ) -> Result<Described, RegistryError> {
-    let registry = repo.registry.as_str();
-    match parse_manifest(registry, manifest)? {
-        Parsed::Image(img) => {
-            let entry = describe_image(client, repo, manifest, &img, None).await?;
-            Ok(Described {
-                entry,
-                children: Vec::new(),
-            })
-        }
-        Parsed::Index(index) => {
-            let mut children = Vec::new();
-            let mut child_digests = Vec::new();
-            for e in &index.manifests {
-                child_digests.push(parse_digest(registry, &e.digest)?);
-            }
-            let chosen = index.manifests.iter().position(|e| {
-                e.platform.as_ref().is_some_and(|p| {
-                    platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref())
+    describe_at(client, repo, manifest, platform, 0).await
+}
+
+/// [`describe`] of an index nested `depth` deep (0: not nested).
+fn describe_at<'a>(
+    client: &'a Client,
+    repo: &'a Reference,
+    manifest: &'a Manifest,
+    platform: &'a Platform,
+    depth: usize,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Described, RegistryError>> + Send + 'a>> {
+    Box::pin(async move {
+        let registry = repo.registry.as_str();
+        match parse_manifest(registry, manifest)? {
+            Parsed::Image(img) => {
+                let entry = describe_image(client, repo, manifest, &img, None).await?;
+                Ok(Described {
+                    entry,
+                    children: Vec::new(),
+                    platform_found: true,
                 })
-            });
-            let mut warnings = Vec::new();
-            let chosen = match chosen {
-                Some(i) => Some(i),
-                None if index.manifests.is_empty() => {
-                    warnings.push("index has no child manifests".to_string());
-                    None
+            }
+            Parsed::Index(index) => {
+                let mut children = Vec::new();
+                let mut child_digests = Vec::new();
+                for e in &index.manifests {
+                    child_digests.push(parse_digest(registry, &e.digest)?);
                 }
-                None => {
+                let direct = index.manifests.iter().position(|e| {
+                    e.platform.as_ref().is_some_and(|p| {
+                        platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref())
+                    })
+                });
+                let mut warnings = Vec::new();
+                let chosen = match direct {
+                    Some(i) => Some(i),
+                    None if index.manifests.is_empty() => {
+                        warnings.push("index has no child manifests".to_string());
+                        None
+                    }
+                    None => Some(0),
+                };
+                // Without a `platform` child of its own, the labels of the
+                // first nested index that has one.
+                let mut nested_match = None;
+                let index_annotations = index
+                    .annotations
+                    .clone()
+                    .map(|a| a.into_iter().collect::<BTreeMap<_, _>>());
+                let mut metadata = None;
+                // Children are fetched one after another here; callers describe many
+                // digests concurrently, which keeps the pool busy.
+                for (i, d) in child_digests.iter().enumerate() {
+                    let child = client.manifest_get(repo, &d.to_string()).await?;
+                    match parse_manifest(registry, &child)? {
+                        Parsed::Image(img) => {
+                            let annotations = if Some(i) == chosen {
+                                index_annotations.as_ref()
+                            } else {
+                                None
+                            };
+                            let entry = describe_image(client, repo, &child, &img, annotations.map(Some)).await?;
+                            if Some(i) == chosen {
+                                metadata = Some(entry.metadata.clone());
+                            }
+                            children.push(entry);
+                        }
+                        Parsed::Index(_) if depth < MAX_INDEX_DEPTH => {
+                            let nested = describe_at(client, repo, &child, platform, depth + 1).await?;
+                            if Some(i) == chosen {
+                                metadata = Some(nested.entry.metadata.clone());
+                            }
+                            if direct.is_none() && nested_match.is_none() && nested.platform_found {
+                                nested_match = Some(nested.entry.metadata.clone());
+                            }
+                            children.push(nested.entry);
+                            children.extend(nested.children);
+                        }
+                        Parsed::Index(_) => {
+                            // Too deep: listed without children (unknown).
+                            children.push(ImageEntry {
+                                digest: child.digest.clone(),
+                                media_type: child.media_type.clone(),
+                                kind: ManifestKind::Index,
+                                metadata: ImageMetadata::default(),
+                                children: Vec::new(),
+                                blobs: BTreeMap::new(),
+                                manifest_size: child.body.len() as u64,
+                            });
+                        }
+                    }
+                }
+                let platform_found = direct.is_some() || nested_match.is_some();
+                if !platform_found && !index.manifests.is_empty() {
                     warnings.push(format!(
                         "index has no `{platform}` child; labels read from the first child"
                     ));
-                    Some(0)
                 }
-            };
-            let index_annotations = index
-                .annotations
-                .clone()
-                .map(|a| a.into_iter().collect::<BTreeMap<_, _>>());
-            let mut metadata = None;
-            // Children are fetched one after another here; callers describe many
-            // digests concurrently, which keeps the pool busy.
-            for (i, d) in child_digests.iter().enumerate() {
-                let child = client.manifest_get(repo, &d.to_string()).await?;
-                match parse_manifest(registry, &child)? {
-                    Parsed::Image(img) => {
-                        let annotations = if Some(i) == chosen {
-                            index_annotations.as_ref()
-                        } else {
-                            None
-                        };
-                        let entry = describe_image(client, repo, &child, &img, annotations.map(Some)).await?;
-                        if Some(i) == chosen {
-                            metadata = Some(entry.metadata.clone());
-                        }
-                        children.push(entry);
-                    }
-                    Parsed::Index(_) => {
-                        // Nested indexes are rare; recorded without metadata.
-                        children.push(ImageEntry {
-                            digest: child.digest.clone(),
-                            media_type: child.media_type.clone(),
-                            kind: ManifestKind::Index,
-                            metadata: ImageMetadata::default(),
-                            children: Vec::new(),
-                            blobs: BTreeMap::new(),
-                            manifest_size: child.body.len() as u64,
-                        });
-                    }
-                }
+                let mut metadata = nested_match
+                    .or(metadata)
+                    .unwrap_or_else(|| ImageMetadata::from_labels(None, index_annotations.as_ref()));
+                metadata.warnings.splice(0..0, warnings);
+                // A nested index without the platform says so as well.
+                metadata.warnings.dedup();
+                Ok(Described {
+                    entry: ImageEntry {
+                        digest: manifest.digest.clone(),
+                        media_type: manifest.media_type.clone(),
+                        kind: ManifestKind::Index,
+                        metadata,
+                        children: child_digests,
+                        blobs: BTreeMap::new(),
+                        manifest_size: manifest.body.len() as u64,
+                    },
+                    children,
+                    platform_found,
+                })
             }
-            let mut metadata = metadata.unwrap_or_else(|| ImageMetadata::from_labels(None, index_annotations.as_ref()));
-            metadata.warnings.splice(0..0, warnings);
-            Ok(Described {
-                entry: ImageEntry {
-                    digest: manifest.digest.clone(),
-                    media_type: manifest.media_type.clone(),
-                    kind: ManifestKind::Index,
-                    metadata,
-                    children: child_digests,
-                    blobs: BTreeMap::new(),
-                    manifest_size: manifest.body.len() as u64,
-                },
-                children,
-            })
         }
+    })
+}
+
+/// The children of every index reachable from `roots` in `repo`, by index
+/// digest. Each root is read, whatever it is; then every child that its
+/// descriptor calls an index and `known` does not (indexes whose children
+/// the caller has), to [`MAX_INDEX_DEPTH`] levels. Only indexes are read: a
+/// platform image is known by its descriptor, so a sparse index (children
+/// not in the registry) reads fine. An index that cannot be read or parsed,
+/// or one nested deeper, is an error: what it holds is unknown.
+pub async fn index_children(
+    client: &Client,
+    repo: &Reference,
+    roots: &[Digest],
+    known: &(dyn Fn(&Digest) -> bool + Sync),
+) -> Result<BTreeMap<Digest, Vec<Digest>>, RegistryError> {
+    let invalid = |d: &Digest, detail: String| RegistryError::Invalid {
+        registry: repo.registry.clone(),
+        what: format!("index `{d}`"),
+        detail,
+    };
+    let mut out: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
+    let mut level: Vec<Digest> = roots.to_vec();
+    // Level 0: the roots; an index at level MAX_INDEX_DEPTH is the deepest
+    // read, as in `describe`.
+    for depth in 0..=MAX_INDEX_DEPTH + 1 {
+        let mut next = Vec::new();
+        for d in &level {
+            if out.contains_key(d) {
+                continue;
+            }
+            let manifest = client.manifest_get(repo, &d.to_string()).await?;
+            let Parsed::Index(index) = parse_manifest(&repo.registry, &manifest)? else {
+                continue;
+            };
+            if depth > MAX_INDEX_DEPTH {
+                return Err(invalid(d, format!("indexes nested more than {MAX_INDEX_DEPTH} deep")));
+            }
+            let mut kids = Vec::with_capacity(index.manifests.len());
+            for m in &index.manifests {
+                let child: Digest = m
+                    .digest
+                    .parse()
+                    .map_err(|e: crate::reference::ReferenceError| invalid(d, e.to_string()))?;
+                let media_type = m.media_type.to_string();
+                if (media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST) && !known(&child) {
+                    next.push(child.clone());
+                }
+                kids.push(child);
+            }
+            out.insert(d.clone(), kids);
+        }
+        if next.is_empty() {
+            break;
+        }
+        level = next;
     }
+    Ok(out)
 }
 
 /// `extra_annotations`: `Some(index annotations)` for the chosen child of an

@@ -57,7 +57,7 @@ use crate::cleanup::{
 };
 use crate::cli::{EXIT_FAILURE, Failure};
 use crate::deploy_state::{DeployState, DeployStateError};
-use crate::image::{Parsed, Platform, parse_manifest};
+use crate::image::Platform;
 use crate::policy::Policy;
 use crate::reference::{Digest, Reference};
 use crate::registry::{Client, Deleted, RegistryError};
@@ -801,24 +801,11 @@ pub async fn recheck_repository(
     }
     drop(heads);
 
-    let mut new_children: BTreeMap<Digest, Vec<Digest>> = BTreeMap::new();
-    for d in rp.unplanned_digests(&current) {
-        let m = client.manifest_get(repo, &d.to_string()).await?;
-        if let Parsed::Index(index) = parse_manifest(&repo.registry, &m)? {
-            let kids = index
-                .manifests
-                .iter()
-                .map(|e| {
-                    e.digest.parse::<Digest>().map_err(|err| RegistryError::Invalid {
-                        registry: repo.registry.clone(),
-                        what: format!("index `{d}`"),
-                        detail: err.to_string(),
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            new_children.insert(d, kids);
-        }
-    }
+    // New indexes, and the indexes in them the plan does not know (those
+    // it knows have their children in the plan).
+    let planned: HashSet<&Digest> = rp.digests.iter().map(|d| &d.digest).collect();
+    let new_children =
+        crate::image::index_children(client, repo, &rp.unplanned_digests(&current), &|d| planned.contains(d)).await?;
 
     let first = rp.recheck(&current, &new_children);
     let untagged = first.skipped.iter().filter(

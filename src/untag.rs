@@ -18,9 +18,8 @@ use futures::StreamExt;
 use serde::Serialize;
 
 use crate::deploy_state::{DeployState, image_parts};
-use crate::image::{Parsed, parse_manifest};
 use crate::reference::{Digest, Reference};
-use crate::registry::{Client, Deleted, MEDIA_DOCKER_LIST, MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, RegistryError};
+use crate::registry::{Client, Deleted, MEDIA_OCI_MANIFEST, RegistryError};
 
 /// The OCI empty descriptor's content (`application/vnd.oci.empty.v1+json`).
 const EMPTY_JSON: &[u8] = b"{}";
@@ -479,51 +478,21 @@ impl<'a> Untagger<'a> {
     }
 }
 
-/// Index nesting followed by [`reachable`]; deeper is refused.
-const MAX_INDEX_DEPTH: usize = 4;
-
 /// `digest` and every manifest it reaches in `repo` (the platform images of
-/// an index, and theirs for an index in an index). Only indexes are read:
-/// a child image is known by its descriptor (one missing, as in a sparse
-/// index, does not matter here). An index that cannot be read or parsed is
-/// an error: what it holds is unknown.
+/// an index, and theirs for an index in an index), as
+/// [`crate::image::index_children`] reads them: an index that cannot be read
+/// is an error, since what it holds is unknown.
 async fn reachable(client: &Client, repo: &Reference, digest: &Digest) -> Result<Vec<Digest>, UntagError> {
-    let invalid = |d: &Digest, detail: String| RegistryError::Invalid {
-        registry: repo.registry.clone(),
-        what: format!("index `{d}`"),
-        detail,
-    };
+    let children = crate::image::index_children(client, repo, std::slice::from_ref(digest), &|_| false).await?;
     let mut out = vec![digest.clone()];
-    // The first level: the tagged manifest, whatever it is.
-    let mut indexes = vec![digest.clone()];
-    for depth in 0..=MAX_INDEX_DEPTH {
-        let mut next = Vec::new();
-        for d in &indexes {
-            let manifest = client.manifest_get(repo, &d.to_string()).await?;
-            let Parsed::Index(index) = parse_manifest(&repo.registry, &manifest)? else {
-                continue;
-            };
-            if depth == MAX_INDEX_DEPTH {
-                return Err(invalid(d, format!("indexes nested more than {MAX_INDEX_DEPTH} deep")).into());
-            }
-            for m in &index.manifests {
-                let child: Digest = m
-                    .digest
-                    .parse()
-                    .map_err(|e: crate::reference::ReferenceError| invalid(d, e.to_string()))?;
-                let media_type = m.media_type.to_string();
-                if !out.contains(&child) {
-                    out.push(child.clone());
-                    if media_type == MEDIA_OCI_INDEX || media_type == MEDIA_DOCKER_LIST {
-                        next.push(child);
-                    }
-                }
+    let mut i = 0;
+    while i < out.len() {
+        for c in children.get(&out[i]).into_iter().flatten() {
+            if !out.contains(c) {
+                out.push(c.clone());
             }
         }
-        if next.is_empty() {
-            break;
-        }
-        indexes = next;
+        i += 1;
     }
     Ok(out)
 }

@@ -749,9 +749,9 @@ fn nothing_goes_while_a_tagged_manifest_is_unreadable() {
     assert_eq!(find(&p, "acme/other", &platform).decision, Decision::Delete);
 }
 
-/// The scan lists a nested index without its children: what it holds is
-/// unknown, so nothing of the repository goes (a tagged platform image it
-/// holds would otherwise be expired).
+/// The scan lists an index nested too deep without its children: what it
+/// holds is unknown, so nothing of the repository goes (a tagged platform
+/// image it holds would otherwise be expired).
 #[test]
 fn nothing_goes_while_a_nested_index_hides_its_children() {
     let (outer, nested, platform) = (digest("outer"), digest("nested"), digest("platform"));

@@ -773,3 +773,31 @@ fn label_warnings_come_once_per_image() {
         "{err}"
     );
 }
+
+/// An index in an index (as buildx nests them) shows the labels of its
+/// `linux/amd64` grandchild (the default `--platform`), without a warning
+/// that the outer index has no such child of its own.
+#[test]
+fn a_nested_index_shows_its_platform_grandchild() {
+    let reg = Registry::start();
+    let child = |p: &str, d: &str| ImageSpec {
+        platform: p.parse::<Platform>().unwrap(),
+        ..spec("0ae5ed1", d, "2026-01-25T01:20:00Z")
+    };
+    let (outer, _) = common::push_nested(
+        &reg.repo("acme/web:0ae5ed1"),
+        &[
+            child("linux/arm64", "nested arm64"),
+            child("linux/amd64", "nested amd64"),
+        ],
+    );
+    let (code, out, err) = run(&Env::new(), &["dev", &reg.repo("acme/web"), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let t = &v["tags"][0];
+    assert_eq!(t["digest"], outer.to_string());
+    assert_eq!(t["description"], "nested amd64");
+    assert_eq!(t["created"], "2026-01-25T01:20:00Z");
+    assert_eq!(t["revision"], revision("0ae5ed1"));
+}

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::fault::{Action, FaultServer, Req, Resp};
 use common::*;
-use image_lifecycle::cleanup::{Decision, Plan, Planning};
+use image_lifecycle::cleanup::{Decision, Plan, Planning, Reason};
 use image_lifecycle::credentials::LookupEnv;
 use image_lifecycle::deploy_state::DeployState;
 use image_lifecycle::fixture::ImageSpec;
-use image_lifecycle::image::Platform;
+use image_lifecycle::image::{MAX_INDEX_DEPTH, Platform};
 use image_lifecycle::policy::Policy;
 use image_lifecycle::prune::{DeleteProgress, Interrupt, SkipCause, apply, scan_and_plan};
 use image_lifecycle::reference::Digest;
@@ -1352,4 +1352,192 @@ fn apply_deletes_an_index_then_its_children_and_lists_what_it_deleted() {
         text.ends_with("result: 7 digests deleted, 0 already gone, 0 skipped, 0 failed\n"),
         "{text}"
     );
+}
+
+/// An index in an index (as buildx nests them) is described to its
+/// platform images: the plan deletes the whole tree, outer index first,
+/// with the labels of the `linux/amd64` grandchild, and holds nothing else
+/// of the repository. An index pushed between plan and apply that reaches
+/// a planned image through a new index of its own keeps that image.
+#[test]
+fn a_nested_index_is_planned_to_its_platform_images_and_a_new_one_keeps_them() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/nest");
+    let platform_image = |p: &str, name: &str| ImageSpec {
+        platform: p.parse().unwrap(),
+        ..image(name, "2025-01-01T00:00:00Z")
+    };
+    let amd = platform_image("linux/amd64", "n1 amd64");
+    let arm = platform_image("linux/arm64", "n1 arm64");
+    let (outer, inner) = push_nested(&format!("{repo}:n1"), &[amd.clone(), arm.clone()]);
+    let newer = push(&format!("{repo}:n2"), &image("n2", "2025-01-02T00:00:00Z"));
+    let client = client();
+    let plan = plan_keep_last_1(&client, &reg);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let rp = &plan.repositories[0];
+    let decided: BTreeMap<&Digest, (Decision, Option<&str>)> = rp
+        .digests
+        .iter()
+        .map(|d| (&d.digest, (d.decision, d.created.as_deref())))
+        .collect();
+    let (amd_digest, arm_digest) = {
+        let children: Vec<&Digest> = rp
+            .digests
+            .iter()
+            .filter(|d| d.parents == [inner.clone()])
+            .map(|d| &d.digest)
+            .collect();
+        assert_eq!(children.len(), 2, "{:#?}", rp.digests);
+        let is_amd = |d: &Digest| manifest_config_arch(&reg.host, "acme/nest", d) == "amd64";
+        if is_amd(children[0]) {
+            (children[0].clone(), children[1].clone())
+        } else {
+            (children[1].clone(), children[0].clone())
+        }
+    };
+    let old = Some("2025-01-01T00:00:00Z");
+    assert_eq!(
+        decided[&outer],
+        (Decision::Delete, old),
+        "the labels of the amd64 grandchild"
+    );
+    assert_eq!(decided[&inner], (Decision::Delete, old));
+    assert_eq!(decided[&amd_digest], (Decision::Delete, old));
+    assert_eq!(decided[&arm_digest], (Decision::Delete, old));
+    assert_eq!(decided[&newer].0, Decision::Keep);
+    assert_eq!(rp.digests.len(), 5);
+    let order: Vec<&Digest> = rp.deletions().into_iter().map(|d| &d.digest).collect();
+    assert_eq!(order[..2], [&outer, &inner], "outer index first, then the inner one");
+
+    // Between plan and apply: a new index reaches the amd64 image through
+    // a new inner index.
+    let (again, again_inner) = push_nested(&format!("{repo}:n1-again"), &[amd]);
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
+    let r = &applied.result;
+    let skipped: BTreeMap<Digest, SkipCause> = r.skipped.iter().map(|s| (s.digest.clone(), s.cause.clone())).collect();
+    assert_eq!(
+        skipped,
+        BTreeMap::from([(
+            amd_digest.clone(),
+            SkipCause::InNewIndex {
+                index: again_inner.clone()
+            }
+        )])
+    );
+    let deleted: BTreeSet<Digest> = r.deleted.iter().map(|d| d.digest.clone()).collect();
+    assert_eq!(
+        deleted,
+        BTreeSet::from([outer.clone(), inner.clone(), arm_digest.clone()])
+    );
+    for d in [&outer, &inner, &arm_digest] {
+        assert_eq!(manifest_status(&reg.host, "acme/nest", d), 404, "{d}");
+    }
+    assert_eq!(manifest_status(&reg.host, "acme/nest", &amd_digest), 200);
+    assert_eq!(manifest_status(&reg.host, "acme/nest", &again), 200);
+    assert_eq!(manifest_status(&reg.host, "acme/nest", &again_inner), 200);
+    // skopeo cannot copy an index in an index: the platform image alone.
+    pulls_completely(&format!("{repo}@{amd_digest}")).unwrap();
+}
+
+/// Indexes in indexes are followed to `MAX_INDEX_DEPTH` levels below the
+/// tagged one; one level deeper, what the deepest holds is unknown, and
+/// nothing of its repository is deleted.
+#[test]
+fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
+    let reg = Registry::start();
+    let mut chains = BTreeMap::new();
+    for (name, wraps) in [
+        ("acme/deep-ok", MAX_INDEX_DEPTH),
+        ("acme/deep-too", MAX_INDEX_DEPTH + 1),
+    ] {
+        let repo = reg.repo(name);
+        let amd = ImageSpec {
+            platform: "linux/amd64".parse().unwrap(),
+            ..image("d1", "2025-01-01T00:00:00Z")
+        };
+        let mut chain = vec![push(&repo, &amd), push_multi(&repo, &[amd], &BTreeMap::new())];
+        for i in 0..wraps {
+            let target = if i + 1 == wraps {
+                format!("{repo}:d1")
+            } else {
+                repo.clone()
+            };
+            let wrapper = push_wrapper(&target, chain.last().unwrap());
+            chain.push(wrapper);
+        }
+        push(&format!("{repo}:d2"), &image("d2", "2025-01-02T00:00:00Z"));
+        chains.insert(name, chain);
+    }
+    let plan = plan_keep_last_1(&client(), &reg);
+    let deleted = |name: &str| -> BTreeSet<Digest> {
+        let rp = plan.repositories.iter().find(|r| r.repository == name).unwrap();
+        rp.digests
+            .iter()
+            .filter(|d| d.decision == Decision::Delete)
+            .map(|d| d.digest.clone())
+            .collect()
+    };
+    let ok = &chains["acme/deep-ok"];
+    assert_eq!(ok.len(), MAX_INDEX_DEPTH + 2);
+    assert_eq!(deleted("acme/deep-ok"), ok.iter().cloned().collect());
+    assert_eq!(deleted("acme/deep-too"), BTreeSet::new());
+    let too = plan
+        .repositories
+        .iter()
+        .find(|r| r.repository == "acme/deep-too")
+        .unwrap();
+    let top = too.digests.iter().find(|d| d.tags == ["d1"]).unwrap();
+    // (Undated too: its labels would come from the image it cannot see.)
+    assert!(
+        top.reasons.contains(&Reason::MaybeInUnreadable {
+            indexes: vec![chains["acme/deep-too"][1].clone()]
+        }),
+        "{:?}",
+        top.reasons
+    );
+}
+
+/// The plan of everything in `reg` under `keep_last: 1` and no other rule.
+fn plan_keep_last_1(client: &Client, reg: &Registry) -> Plan {
+    let dir = tempfile::tempdir().unwrap();
+    let policy_path = dir.path().join("policy.yml");
+    std::fs::write(
+        &policy_path,
+        "workspaces: [dev]\ndefaults: {keep_last: 1, keep_younger_than: 0s, keep_tags: [], protect_history: 1}\n",
+    )
+    .unwrap();
+    let policy = Policy::load(&policy_path).unwrap();
+    let planning = Planning {
+        policy: &policy,
+        states: &[],
+        now: chrono::Utc::now(),
+        reviewed: None,
+    };
+    rt().block_on(scan_and_plan(
+        client,
+        &reg.host,
+        &Platform::default(),
+        &Progress::quiet(),
+        &planning,
+    ))
+    .unwrap()
+}
+
+/// The `architecture` of the config of image manifest `digest`.
+fn manifest_config_arch(host: &str, repo: &str, digest: &Digest) -> String {
+    let m: Value = http()
+        .get(format!("http://{host}/v2/{repo}/manifests/{digest}"))
+        .header("Accept", ACCEPT)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let config = m["config"]["digest"].as_str().unwrap();
+    let c: Value = http()
+        .get(format!("http://{host}/v2/{repo}/blobs/{config}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    c["architecture"].as_str().unwrap().to_string()
 }

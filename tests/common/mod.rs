@@ -171,6 +171,48 @@ pub fn push_multi(target: &str, children: &[ImageSpec], annotations: &BTreeMap<S
         .unwrap()
 }
 
+/// Pushes an index of `children` by digest into `target`'s repository, then
+/// an index holding only that one (no platform, as buildx nests them) under
+/// `target`. Returns (outer, inner).
+pub fn push_nested(target: &str, children: &[ImageSpec]) -> (Digest, Digest) {
+    let inner = push_multi(repo_of(target), children, &BTreeMap::new());
+    (push_wrapper(target, &inner), inner)
+}
+
+/// `HOST:PORT/REPO` of `HOST:PORT/REPO[:TAG]`.
+fn repo_of(target: &str) -> &str {
+    target
+        .rsplit_once(':')
+        .filter(|(r, _)| r.contains('/'))
+        .map_or(target, |(r, _)| r)
+}
+
+/// Pushes to `target` (`HOST:PORT/REPO[:TAG]`) an index holding only index
+/// `inner` of the same repository, without a platform.
+pub fn push_wrapper(target: &str, inner: &Digest) -> Digest {
+    let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
+    let (host, path) = repo_of(target).split_once('/').unwrap();
+    let body = reqwest::blocking::Client::new()
+        .get(format!("http://{host}/v2/{path}/manifests/{inner}"))
+        .header("Accept", index)
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let outer = serde_json::json!({"schemaVersion": 2, "mediaType": index,
+        "manifests": [{"mediaType": index, "digest": inner.to_string(), "size": body.len()}]});
+    let body = serde_json::to_vec(&outer).unwrap();
+    rt().block_on(image_lifecycle::fixture::push_manifest(
+        &oci_client(),
+        target,
+        &body,
+        index,
+    ))
+    .unwrap()
+}
+
 /// A 40-hex revision starting with `short`.
 pub fn revision(short: &str) -> String {
     format!("{short}{}", "0".repeat(40 - short.len()))
