@@ -60,15 +60,34 @@ enum Fault {
     /// image of tag `.1` (another client's push), then forward, or answer
     /// with fault `.3`.
     MoveTag(String, &'static str, &'static str, Option<Box<Fault>>),
+    /// Forward (the registry acts on it), then answer this status instead,
+    /// with a registry error body: an error the client cannot take back.
+    ActedThenStatus(u16),
+    /// This fault, and from now on `.0` is set.
+    Arm(Arc<AtomicBool>, Box<Fault>),
+    /// Once `.0` is set, this fault; until then, forward.
+    IfArmed(Arc<AtomicBool>, Box<Fault>),
 }
 
 impl Fault {
     fn action(&self) -> Action {
         match self {
-            Fault::Status(s) => Action::Respond(Resp::new(
-                *s,
-                format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"injected {s}"}}]}}"#),
-            )),
+            Fault::Status(s) => Action::Respond(injected(*s)),
+            Fault::ActedThenStatus(s) => {
+                let s = *s;
+                Action::Mutate(Box::new(move |_| injected(s)))
+            }
+            Fault::Arm(flag, fault) => {
+                flag.store(true, Ordering::SeqCst);
+                fault.action()
+            }
+            Fault::IfArmed(flag, fault) => {
+                if flag.load(Ordering::SeqCst) {
+                    fault.action()
+                } else {
+                    Action::Forward
+                }
+            }
             Fault::RetryAfter(s, v) => Action::Respond(Resp::new(*s, "slow down").header("Retry-After", v)),
             Fault::Reset(n) => Action::Truncate(*n),
             Fault::Hang => Action::Hang,
@@ -94,6 +113,14 @@ impl Fault {
             }
         }
     }
+}
+
+/// A registry error answer with `status`.
+fn injected(status: u16) -> Resp {
+    Resp::new(
+        status,
+        format!(r#"{{"errors":[{{"code":"UNAVAILABLE","message":"injected {status}"}}]}}"#),
+    )
 }
 
 /// Which requests a rule applies to, and how many times.
@@ -1566,6 +1593,120 @@ fn registry_untag_puts_the_tag_back_when_the_placeholder_cannot_be_deleted() {
         Some(d2.as_str()),
         "the tag is back on its digest"
     );
+}
+
+/// The placeholder's DELETE is refused, yet the registry deleted it (and
+/// with it the tag, as distribution 2.x does): looked at again, the tag is
+/// gone, so it is untagged; nothing is put back.
+#[test]
+fn registry_untag_counts_a_tag_gone_after_a_refused_placeholder_delete_as_untagged() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule("DELETE", "/manifests/sha256:", Fault::ActedThenStatus(403), 1),
+        ],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply", "--json"]);
+    let v = json(&r, "placeholder deleted, answer refused");
+    assert_eq!(v[0]["applied"], true, "{v}");
+    assert_eq!(v[0]["method"], "placeholder", "{v}");
+    assert_eq!(tags(&reg, "acme/web"), ["1111111", "2222222"]);
+    assert_eq!(manifest_digest(&reg, "acme/web", &d2).as_deref(), Some(d2.as_str()));
+    assert_eq!(
+        faulty.count("PUT", "/manifests/latest"),
+        1,
+        "the placeholder, nothing put back"
+    );
+}
+
+/// The placeholder's DELETE is refused, and someone else already pointed
+/// the tag back at its digest: it is left so (exit 4, the DELETE's 403),
+/// and nothing is written over it.
+#[test]
+fn registry_untag_leaves_a_tag_already_back_on_its_digest() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let back = Fault::MoveTag(
+        reg.host.clone(),
+        "2222222",
+        "latest",
+        Some(Box::new(Fault::Status(403))),
+    );
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule("DELETE", "/manifests/sha256:", back, 1),
+        ],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 4, "tag back on its digest");
+    assert!(r.err.contains(&format!("the tag points to `{d2}` again")), "{}", r.err);
+    assert_eq!(
+        manifest_digest(&reg, "acme/web", "latest").as_deref(),
+        Some(d2.as_str())
+    );
+    assert_eq!(
+        faulty.count("PUT", "/manifests/latest"),
+        1,
+        "the placeholder, nothing put back"
+    );
+}
+
+/// The placeholder's DELETE is refused and the tag cannot be read again:
+/// it is not written blind (exit 5), and the error says how to look and
+/// how to point it back.
+#[test]
+fn registry_untag_does_not_put_back_a_tag_it_cannot_read() {
+    let reg = registry_with_images();
+    let d2 = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    let deleted = Arc::new(AtomicBool::new(false));
+    let faulty = Faulty::start(
+        &reg.host,
+        vec![
+            rule("DELETE", "/manifests/sha256:", Fault::Delay(Duration::ZERO), 1),
+            rule(
+                "DELETE",
+                "/manifests/sha256:",
+                Fault::Arm(deleted.clone(), Box::new(Fault::Status(403))),
+                1,
+            ),
+            rule(
+                "HEAD",
+                "/manifests/latest",
+                Fault::IfArmed(deleted, Box::new(Fault::Status(403))),
+                usize::MAX,
+            ),
+        ],
+    );
+    let target = format!("{}/acme/web:latest", faulty.host());
+    let r = run(&Env::new(), UNTAG, &[&target, "--apply"]);
+    assert_failure(&r, 5, "tag unreadable after the refused DELETE");
+    assert!(
+        r.err
+            .contains(&format!("and the tag could not be read again to put it back on `{d2}`")),
+        "{}",
+        r.err
+    );
+    assert!(
+        r.err.contains(&format!("`crane digest {target}`"))
+            && r.err
+                .contains(&format!("`crane tag {}/acme/web@{d2} latest`", faulty.host())),
+        "{}",
+        r.err
+    );
+    assert_eq!(
+        faulty.count("PUT", "/manifests/latest"),
+        1,
+        "the placeholder, nothing put back"
+    );
+    let now = manifest_digest(&reg, "acme/web", "latest").unwrap();
+    assert_ne!(now, d2, "the tag is on the placeholder, as the error says");
 }
 
 /// Neither the placeholder's DELETE nor putting the tag back works: exit 5,
