@@ -28,10 +28,9 @@
 //!   digest, and keep wins. So a child goes only when every index that
 //!   holds it goes.
 //! * A tag that points to a digest missing from the listing (its manifest
-//!   could not be read), or an index listed without children (nested
-//!   deeper than [`crate::image::MAX_INDEX_DEPTH`], or empty), keeps every
-//!   digest of its repository, with a warning: fail closed, since it may
-//!   hold any of them.
+//!   could not be read), or an index nested too deep for its children to
+//!   be read ([`crate::image::MAX_INDEX_DEPTH`]), keeps every digest of its
+//!   repository, with a warning: fail closed, since it may hold any of them.
 //! * Bytes to reclaim count each blob (manifests included) reachable from a
 //!   deleted digest and from no kept digest of any repository of the same
 //!   registry, since registries share layers across repositories. It is an
@@ -67,7 +66,8 @@ pub struct Plan {
     /// deletions, each blob counted once per registry.
     pub reclaim_bytes: u64,
     /// Deployed digests not in the registry, tags whose manifest is not in
-    /// the listing, policy entries that match no repository; sorted. For
+    /// the listing, indexes nested too deep to read, policy entries that
+    /// match no repository; sorted. For
     /// stderr: [`render_plan`] leaves them out.
     pub warnings: Vec<String>,
 }
@@ -717,16 +717,23 @@ fn plan_repository(
     // A tagged manifest that could not be read may be an index: what it
     // holds is unknown (tagged platform images too, and deleting an index
     // would orphan its children for good), so nothing of this repository goes.
-    // An index listed without children (the scan records one nested too
-    // deep so) holds unknown ones too.
+    // An index nested too deep to be read holds unknown ones too.
     let unreadable: Vec<Digest> = nodes
         .iter()
         .filter(|n| match n.entry {
             None => n.top,
-            Some(e) => e.kind == ManifestKind::Index && e.children.is_empty(),
+            Some(e) => e.children_unknown,
         })
         .map(|n| n.digest.clone())
         .collect();
+    for n in nodes.iter().filter(|n| n.entry.is_some_and(|e| e.children_unknown)) {
+        warnings.insert(format!(
+            "`{image}`: index `{}` is nested more than {} levels below a tagged index, so what it holds is not \
+             read; nothing of `{image}` is deleted while it is there (untag the index that holds it)",
+            n.digest,
+            crate::image::MAX_INDEX_DEPTH
+        ));
+    }
     if !unreadable.is_empty() {
         for n in nodes.iter_mut().filter(|n| n.entry.is_some()) {
             n.reasons.push(Reason::MaybeInUnreadable {
@@ -899,7 +906,8 @@ impl RepositoryPlan {
 
     /// The digests a tag points to now that the plan does not know: their
     /// manifests should be read, and the children of those that are indexes
-    /// passed to [`RepositoryPlan::recheck`].
+    /// (and of the indexes in them the plan does not know either) passed to
+    /// [`RepositoryPlan::recheck`].
     pub fn unplanned_digests(&self, current_tags: &BTreeMap<String, Digest>) -> Vec<Digest> {
         let known: HashSet<&Digest> = self.digests.iter().map(|d| &d.digest).collect();
         let out: BTreeSet<&Digest> = current_tags.values().filter(|d| !known.contains(d)).collect();
@@ -910,7 +918,8 @@ impl RepositoryPlan {
     /// again just before deleting. A digest whose set of tags changed is
     /// skipped, as is a child of a skipped index and a child of an index the
     /// plan did not know (`new_index_children`: index digest → its
-    /// children, for the digests of [`RepositoryPlan::unplanned_digests`]).
+    /// children, for the digests of [`RepositoryPlan::unplanned_digests`]
+    /// and the unknown indexes they hold, at any depth).
     /// The rest is returned in the order of [`RepositoryPlan::deletions`].
     pub fn recheck(
         &self,

@@ -1,9 +1,10 @@
 //! Reading an image's CI metadata and sizes from its manifest: the platform
 //! child of an index, the config labels, the annotation fallback.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use oci_client::manifest::{OciImageIndex, OciImageManifest};
 
@@ -224,142 +225,172 @@ fn parse_digest(registry: &str, s: &str) -> Result<Digest, RegistryError> {
 
 /// How deep [`describe`] follows indexes inside indexes: the tagged index
 /// is at level 0, and an index at this level is the deepest whose children
-/// are read. An index deeper than this is listed without children: what it holds is unknown, so the
-/// cleanup keeps its whole repository (fail closed). Real images nest one
-/// level at most; the bound keeps a hostile registry from sending the scan
-/// down an endless chain.
+/// are read. A deeper index is listed with its children unknown
+/// ([`ImageEntry::children_unknown`]), so the cleanup keeps its whole
+/// repository (fail closed). Real images nest one level at most.
 pub const MAX_INDEX_DEPTH: usize = 4;
 
 /// Reads the metadata and sizes of `manifest` (in repository `repo`). For an
-/// index, the labels come from the `platform` child (else the first child,
-/// with a warning); every child manifest is read for sizes, and an index
-/// among them is described in turn (to [`MAX_INDEX_DEPTH`]), its entry and
-/// its children's all in [`Described::children`].
+/// index, the labels come from the `platform` child (else from the first
+/// index in it that has one, else from the first child, with a warning);
+/// every child manifest is read for sizes, and an index among them is
+/// described in turn (to [`MAX_INDEX_DEPTH`]), its entry and its
+/// children's all in [`Described::children`], each digest once.
 pub async fn describe(
     client: &Client,
     repo: &Reference,
     manifest: &Manifest,
     platform: &Platform,
 ) -> Result<Described, RegistryError> {
-    describe_at(client, repo, manifest, platform, 0).await
+    let seen = Mutex::new(HashMap::new());
+    describe_at(client, repo, manifest, platform, 0, None, &seen).await
 }
 
-/// [`describe`] of an index nested `depth` deep (0: not nested).
+/// What [`describe_at`] keeps of each digest it described in one tree: its
+/// metadata and whether it found the platform.
+type Seen = Mutex<HashMap<Digest, (ImageMetadata, bool)>>;
+
+/// [`describe`] of a manifest `depth` indexes deep (0: the tagged one).
+/// `inherited`: the annotations of the indexes above, the last fallback
+/// for labels. `seen`: every digest described so far in this tree, each
+/// read once however often indexes list it (a few small indexes that list
+/// the one below many times would otherwise cost exponential work); a
+/// digest first met deeper keeps that description, which can only know
+/// less (fail closed).
 fn describe_at<'a>(
     client: &'a Client,
     repo: &'a Reference,
     manifest: &'a Manifest,
     platform: &'a Platform,
     depth: usize,
+    inherited: Option<&'a BTreeMap<String, String>>,
+    seen: &'a Seen,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Described, RegistryError>> + Send + 'a>> {
     Box::pin(async move {
         let registry = repo.registry.as_str();
-        match parse_manifest(registry, manifest)? {
+        let index = match parse_manifest(registry, manifest)? {
             Parsed::Image(img) => {
-                let entry = describe_image(client, repo, manifest, &img, None).await?;
-                Ok(Described {
+                let entry = describe_image(client, repo, manifest, &img, inherited).await?;
+                return Ok(Described {
                     entry,
                     children: Vec::new(),
                     platform_found: true,
-                })
-            }
-            Parsed::Index(index) => {
-                let mut children = Vec::new();
-                let mut child_digests = Vec::new();
-                for e in &index.manifests {
-                    child_digests.push(parse_digest(registry, &e.digest)?);
-                }
-                let direct = index.manifests.iter().position(|e| {
-                    e.platform.as_ref().is_some_and(|p| {
-                        platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref())
-                    })
                 });
-                let mut warnings = Vec::new();
-                let chosen = match direct {
-                    Some(i) => Some(i),
-                    None if index.manifests.is_empty() => {
-                        warnings.push("index has no child manifests".to_string());
-                        None
-                    }
-                    None => Some(0),
-                };
-                // Without a `platform` child of its own, the labels of the
-                // first nested index that has one.
-                let mut nested_match = None;
-                let index_annotations = index
-                    .annotations
-                    .clone()
-                    .map(|a| a.into_iter().collect::<BTreeMap<_, _>>());
-                let mut metadata = None;
-                // Children are fetched one after another here; callers describe many
-                // digests concurrently, which keeps the pool busy.
-                for (i, d) in child_digests.iter().enumerate() {
+            }
+            Parsed::Index(index) => index,
+        };
+        let mut children = Vec::new();
+        let mut child_digests = Vec::new();
+        for e in &index.manifests {
+            child_digests.push(parse_digest(registry, &e.digest)?);
+        }
+        let direct = index.manifests.iter().position(|e| {
+            e.platform
+                .as_ref()
+                .is_some_and(|p| platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref()))
+        });
+        let mut warnings = Vec::new();
+        let chosen = match direct {
+            Some(i) => Some(i),
+            None if index.manifests.is_empty() => {
+                warnings.push("index has no child manifests".to_string());
+                None
+            }
+            None => Some(0),
+        };
+        // Its own annotations, then those of the indexes above.
+        let mut annotations: BTreeMap<String, String> = index
+            .annotations
+            .clone()
+            .map(|a| a.into_iter().collect())
+            .unwrap_or_default();
+        for (k, v) in inherited.into_iter().flatten() {
+            annotations.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        let mut metadata = None;
+        // Without a `platform` child of its own, the labels of the first
+        // index in it that has one.
+        let mut nested_match = None;
+        // Children are fetched one after another here; callers describe many
+        // digests concurrently, which keeps the pool busy.
+        for (i, d) in child_digests.iter().enumerate() {
+            let known = seen.lock().unwrap_or_else(|e| e.into_inner()).get(d).cloned();
+            let (child_metadata, found) = match known {
+                Some(k) => k,
+                None => {
                     let child = client.manifest_get(repo, &d.to_string()).await?;
-                    match parse_manifest(registry, &child)? {
+                    let described = match parse_manifest(registry, &child)? {
                         Parsed::Image(img) => {
-                            let annotations = if Some(i) == chosen {
-                                index_annotations.as_ref()
-                            } else {
-                                None
-                            };
-                            let entry = describe_image(client, repo, &child, &img, annotations.map(Some)).await?;
-                            if Some(i) == chosen {
-                                metadata = Some(entry.metadata.clone());
-                            }
-                            children.push(entry);
+                            let extra = (Some(i) == chosen).then_some(&annotations);
+                            let entry = describe_image(client, repo, &child, &img, extra).await?;
+                            // Its descriptor did not match (else `direct`).
+                            (entry, Vec::new(), false)
                         }
                         Parsed::Index(_) if depth < MAX_INDEX_DEPTH => {
-                            let nested = describe_at(client, repo, &child, platform, depth + 1).await?;
-                            if Some(i) == chosen {
-                                metadata = Some(nested.entry.metadata.clone());
-                            }
-                            if direct.is_none() && nested_match.is_none() && nested.platform_found {
-                                nested_match = Some(nested.entry.metadata.clone());
-                            }
-                            children.push(nested.entry);
-                            children.extend(nested.children);
+                            let nested =
+                                describe_at(client, repo, &child, platform, depth + 1, Some(&annotations), seen)
+                                    .await?;
+                            (nested.entry, nested.children, nested.platform_found)
                         }
-                        Parsed::Index(_) => {
-                            // Too deep: listed without children (unknown).
-                            children.push(ImageEntry {
+                        Parsed::Index(_) => (
+                            ImageEntry {
                                 digest: child.digest.clone(),
                                 media_type: child.media_type.clone(),
                                 kind: ManifestKind::Index,
                                 metadata: ImageMetadata::default(),
                                 children: Vec::new(),
+                                children_unknown: true,
                                 blobs: BTreeMap::new(),
                                 manifest_size: child.body.len() as u64,
-                            });
-                        }
-                    }
+                            },
+                            Vec::new(),
+                            false,
+                        ),
+                    };
+                    let (entry, descendants, found) = described;
+                    let known = (entry.metadata.clone(), found);
+                    seen.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(d.clone(), known.clone());
+                    children.push(entry);
+                    children.extend(descendants);
+                    known
                 }
-                let platform_found = direct.is_some() || nested_match.is_some();
-                if !platform_found && !index.manifests.is_empty() {
-                    warnings.push(format!(
-                        "index has no `{platform}` child; labels read from the first child"
-                    ));
-                }
-                let mut metadata = nested_match
-                    .or(metadata)
-                    .unwrap_or_else(|| ImageMetadata::from_labels(None, index_annotations.as_ref()));
-                metadata.warnings.splice(0..0, warnings);
-                // A nested index without the platform says so as well.
-                metadata.warnings.dedup();
-                Ok(Described {
-                    entry: ImageEntry {
-                        digest: manifest.digest.clone(),
-                        media_type: manifest.media_type.clone(),
-                        kind: ManifestKind::Index,
-                        metadata,
-                        children: child_digests,
-                        blobs: BTreeMap::new(),
-                        manifest_size: manifest.body.len() as u64,
-                    },
-                    children,
-                    platform_found,
-                })
+            };
+            // `found` is set only by an index in this one that found it.
+            if direct.is_none() && nested_match.is_none() && found {
+                nested_match = Some(child_metadata.clone());
+            }
+            if Some(i) == chosen {
+                metadata = Some(child_metadata);
             }
         }
+        let platform_found = direct.is_some() || nested_match.is_some();
+        if !platform_found && !index.manifests.is_empty() {
+            warnings.push(format!(
+                "index has no `{platform}` child; labels read from the first child"
+            ));
+        }
+        let mut metadata = nested_match
+            .or(metadata)
+            .unwrap_or_else(|| ImageMetadata::from_labels(None, Some(&annotations)));
+        metadata.warnings.splice(0..0, warnings);
+        // An index in it without the platform says so as well.
+        metadata.warnings.dedup();
+        Ok(Described {
+            entry: ImageEntry {
+                digest: manifest.digest.clone(),
+                media_type: manifest.media_type.clone(),
+                kind: ManifestKind::Index,
+                metadata,
+                children: child_digests,
+                children_unknown: false,
+                blobs: BTreeMap::new(),
+                manifest_size: manifest.body.len() as u64,
+            },
+            children,
+            platform_found,
+        })
     })
 }
 
@@ -420,14 +451,14 @@ pub async fn index_children(
     Ok(out)
 }
 
-/// `extra_annotations`: `Some(index annotations)` for the chosen child of an
-/// index (a second fallback after the child's own annotations), `None` else.
+/// `extra_annotations`: for the chosen child of an index, the annotations
+/// of the indexes above it (a second fallback after the child's own).
 async fn describe_image(
     client: &Client,
     repo: &Reference,
     manifest: &Manifest,
     img: &OciImageManifest,
-    extra_annotations: Option<Option<&BTreeMap<String, String>>>,
+    extra_annotations: Option<&BTreeMap<String, String>>,
 ) -> Result<ImageEntry, RegistryError> {
     let registry = repo.registry.as_str();
     let config_digest = parse_digest(registry, &img.config.digest)?;
@@ -442,7 +473,7 @@ async fn describe_image(
         .clone()
         .map(|a| a.into_iter().collect())
         .unwrap_or_default();
-    if let Some(Some(extra)) = extra_annotations {
+    if let Some(extra) = extra_annotations {
         for (k, v) in extra {
             annotations.entry(k.clone()).or_insert_with(|| v.clone());
         }
@@ -454,6 +485,7 @@ async fn describe_image(
         kind: ManifestKind::Image,
         metadata,
         children: Vec::new(),
+        children_unknown: false,
         blobs,
         manifest_size: manifest.body.len() as u64,
     })

@@ -44,6 +44,10 @@ pub struct ImageEntry {
     /// For an index: the digests of its child manifests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<Digest>,
+    /// For an index nested deeper than [`crate::image::MAX_INDEX_DEPTH`]:
+    /// its children were not read, so what it holds is unknown.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub children_unknown: bool,
     /// Blobs this manifest references directly (config and layers), with sizes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub blobs: BTreeMap<Digest, u64>,

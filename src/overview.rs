@@ -665,6 +665,7 @@ mod tests {
             kind: ManifestKind::Image,
             metadata: ImageMetadata::from_labels(Some(&labels), None),
             children: Vec::new(),
+            children_unknown: false,
             blobs: BTreeMap::new(),
             manifest_size: 100,
         }

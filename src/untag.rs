@@ -561,8 +561,8 @@ pub async fn check_deployed(
             .filter(|r| r.registry == host)
             .map(|r| r.repository.as_str())
             .collect();
-        // History entries count: an app that moved here from another
-        // registry has its rollback targets here.
+        // History entries count: an app that moved away from this registry
+        // still has its rollback targets here.
         let any = states
             .iter()
             .flat_map(|s| &s.records)

@@ -50,6 +50,7 @@ fn entry(
             ..Default::default()
         },
         children: children.to_vec(),
+        children_unknown: false,
         blobs: blobs.iter().cloned().collect(),
         manifest_size: 1000,
     }
@@ -775,7 +776,13 @@ fn nothing_goes_while_a_nested_index_hides_its_children() {
                     &[],
                 ),
             ),
-            (nested.clone(), entry(&nested, ManifestKind::Index, None, &[], &[])),
+            (
+                nested.clone(),
+                ImageEntry {
+                    children_unknown: true,
+                    ..entry(&nested, ManifestKind::Index, None, &[], &[])
+                },
+            ),
             (
                 platform.clone(),
                 entry(&platform, ManifestKind::Image, old.clone(), &[], &[]),
@@ -784,8 +791,16 @@ fn nothing_goes_while_a_nested_index_hides_its_children() {
         .into(),
     };
     let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0}".parse().unwrap();
-    let p = plan(&[listing], &[], &policy, now());
+    let p = plan(std::slice::from_ref(&listing), &[], &policy, now());
     assert_eq!(p.delete_count, 0, "{:#?}", p.repositories);
+    assert_eq!(
+        p.warnings,
+        [format!(
+            "`{REGISTRY}/acme/nested`: index `{nested}` is nested more than 4 levels below a tagged index, so what \
+             it holds is not read; nothing of `{REGISTRY}/acme/nested` is deleted while it is there (untag the \
+             index that holds it)"
+        )]
+    );
     let x = find(&p, "acme/nested", &platform);
     assert!(
         x.reasons.contains(&Reason::MaybeInUnreadable {
@@ -794,6 +809,32 @@ fn nothing_goes_while_a_nested_index_hides_its_children() {
         "{:?}",
         x.reasons
     );
+}
+
+/// An empty index holds nothing: it is decided like any other digest, and
+/// holds nothing else of its repository.
+#[test]
+fn an_empty_index_holds_nothing() {
+    let (empty, image) = (digest("empty"), digest("image"));
+    let old = Some(hours_ago(5000));
+    let listing = RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/empty".into(),
+        tags: [
+            ("eeeeeee".to_string(), empty.clone()),
+            ("iiiiiii".to_string(), image.clone()),
+        ]
+        .into(),
+        images: [
+            (empty.clone(), entry(&empty, ManifestKind::Index, old.clone(), &[], &[])),
+            (image.clone(), entry(&image, ManifestKind::Image, old.clone(), &[], &[])),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0}".parse().unwrap();
+    let p = plan(&[listing], &[], &policy, now());
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.delete_count, 2, "{:#?}", p.repositories);
 }
 
 /// `localhost:5000` and `127.0.0.1:5000` are one registry: a record that

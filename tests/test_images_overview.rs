@@ -776,28 +776,110 @@ fn label_warnings_come_once_per_image() {
 
 /// An index in an index (as buildx nests them) shows the labels of its
 /// `linux/amd64` grandchild (the default `--platform`), without a warning
-/// that the outer index has no such child of its own.
+/// that the outer index has no such child of its own; one whose inner
+/// index has no such child either says so once.
 #[test]
 fn a_nested_index_shows_its_platform_grandchild() {
     let reg = Registry::start();
-    let child = |p: &str, d: &str| ImageSpec {
+    let child = |p: &str, d: &str, created: &str| ImageSpec {
         platform: p.parse::<Platform>().unwrap(),
-        ..spec("0ae5ed1", d, "2026-01-25T01:20:00Z")
+        ..spec("0ae5ed1", d, created)
     };
     let (outer, _) = common::push_nested(
         &reg.repo("acme/web:0ae5ed1"),
         &[
-            child("linux/arm64", "nested arm64"),
-            child("linux/amd64", "nested amd64"),
+            child("linux/arm64", "nested arm64", "2026-01-25T01:19:00Z"),
+            child("linux/amd64", "nested amd64", "2026-01-25T01:20:00Z"),
         ],
     );
-    let (code, out, err) = run(&Env::new(), &["dev", &reg.repo("acme/web"), "--json"]);
+    let (arm_only, _) = common::push_nested(
+        &reg.repo("acme/web:a4a4a4a"),
+        &[child("linux/arm64", "arm only", "2026-01-25T01:00:00Z")],
+    );
+    let image = reg.repo("acme/web");
+    let (code, out, err) = run(&Env::new(), &["dev", &image, "--json"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(err, "");
+    assert_eq!(
+        err,
+        format!("warning: `{image}:a4a4a4a`: index has no `linux/amd64` child; labels read from the first child\n")
+    );
     let v: Value = serde_json::from_str(&out).unwrap();
     let t = &v["tags"][0];
     assert_eq!(t["digest"], outer.to_string());
     assert_eq!(t["description"], "nested amd64");
     assert_eq!(t["created"], "2026-01-25T01:20:00Z");
     assert_eq!(t["revision"], revision("0ae5ed1"));
+    assert_eq!(v["tags"][1]["digest"], arm_only.to_string());
+    assert_eq!(v["tags"][1]["description"], "arm only");
+}
+
+/// Indexes that list the one below many times are read once each: a few
+/// small manifests must not cost a request (or a description) per path
+/// through them.
+#[test]
+fn an_index_listed_many_times_is_read_once() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/fan");
+    let amd = ImageSpec {
+        platform: "linux/amd64".parse::<Platform>().unwrap(),
+        ..spec("fa1fa1f", "fan out", "2026-01-25T01:00:00Z")
+    };
+    // 8 × 8 × 8 × 8 paths from the tag to the image.
+    let mut inner = push_multi(&repo, &vec![amd; 8], &BTreeMap::new());
+    for _ in 0..2 {
+        inner = common::push_wrapper(&repo, &inner, 8);
+    }
+    let top = common::push_wrapper(&format!("{repo}:fa1fa1f"), &inner, 8);
+    let proxy = FaultServer::start(Some(reg.host.clone()), Arc::new(|_: &Req| Action::Forward));
+    let mut env = Env::new();
+    env.vars.push(("IMAGE_LIFECYCLE_CACHE_DIR".into(), "off".into()));
+    let (code, out, err) = run(&env, &["dev", &format!("{}/acme/fan", proxy.host), "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["tags"][0]["digest"], top.to_string());
+    assert_eq!(v["tags"][0]["description"], "fan out");
+    let requests: Vec<String> = proxy
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && (r.path.contains("/manifests/") || r.path.contains("/blobs/")))
+        .map(|r| r.path.clone())
+        .collect();
+    // The tag, three indexes below it, the image and its config.
+    assert_eq!(requests.len(), 6, "{requests:#?}");
+}
+
+/// Labels missing from an image in an index in an index come from the
+/// annotations of the indexes above it, the inner one's first.
+#[test]
+fn a_nested_index_takes_missing_labels_from_the_annotations_above() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/web");
+    let bare = ImageSpec {
+        platform: Platform::default(),
+        layer: b"no labels".to_vec(),
+        ..Default::default()
+    };
+    let inner_annotations = BTreeMap::from([(
+        "org.opencontainers.image.description".to_string(),
+        "from the inner index".to_string(),
+    )]);
+    let inner = push_multi(&repo, &[bare], &inner_annotations);
+    let labels = ci_labels(
+        &revision("0b0b0b0"),
+        "from the outer index",
+        "2026-01-25T01:30:00Z",
+        "https://github.com/acme/web",
+    );
+    let outer = common::push_wrapper_with(&format!("{repo}:0b0b0b0"), &inner, 1, &labels);
+    let (code, out, err) = run(&Env::new(), &["dev", &repo, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let t = &v["tags"][0];
+    assert_eq!(t["digest"], outer.to_string());
+    assert_eq!(t["description"], "from the inner index");
+    assert_eq!(t["created"], "2026-01-25T01:30:00Z");
+    assert_eq!(t["revision"], revision("0b0b0b0"));
+    assert_eq!(t["source"], "https://github.com/acme/web");
 }

@@ -1363,12 +1363,13 @@ fn apply_deletes_an_index_then_its_children_and_lists_what_it_deleted() {
 fn a_nested_index_is_planned_to_its_platform_images_and_a_new_one_keeps_them() {
     let reg = Registry::start();
     let repo = reg.repo("acme/nest");
-    let platform_image = |p: &str, name: &str| ImageSpec {
+    let platform_image = |p: &str, name: &str, created: &str| ImageSpec {
         platform: p.parse().unwrap(),
-        ..image(name, "2025-01-01T00:00:00Z")
+        ..image(name, created)
     };
-    let amd = platform_image("linux/amd64", "n1 amd64");
-    let arm = platform_image("linux/arm64", "n1 arm64");
+    let amd = platform_image("linux/amd64", "n1 amd64", "2025-01-01T00:00:00Z");
+    // Older, so that the outer index's date shows whose labels it took.
+    let arm = platform_image("linux/arm64", "n1 arm64", "2024-12-31T00:00:00Z");
     let (outer, inner) = push_nested(&format!("{repo}:n1"), &[amd.clone(), arm.clone()]);
     let newer = push(&format!("{repo}:n2"), &image("n2", "2025-01-02T00:00:00Z"));
     let client = client();
@@ -1403,7 +1404,7 @@ fn a_nested_index_is_planned_to_its_platform_images_and_a_new_one_keeps_them() {
     );
     assert_eq!(decided[&inner], (Decision::Delete, old));
     assert_eq!(decided[&amd_digest], (Decision::Delete, old));
-    assert_eq!(decided[&arm_digest], (Decision::Delete, old));
+    assert_eq!(decided[&arm_digest], (Decision::Delete, Some("2024-12-31T00:00:00Z")));
     assert_eq!(decided[&newer].0, Decision::Keep);
     assert_eq!(rp.digests.len(), 5);
     let order: Vec<&Digest> = rp.deletions().into_iter().map(|d| &d.digest).collect();
@@ -1462,7 +1463,7 @@ fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
             } else {
                 repo.clone()
             };
-            let wrapper = push_wrapper(&target, chain.last().unwrap());
+            let wrapper = push_wrapper(&target, chain.last().unwrap(), 1);
             chain.push(wrapper);
         }
         push(&format!("{repo}:d2"), &image("d2", "2025-01-02T00:00:00Z"));
@@ -1495,6 +1496,43 @@ fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
         "{:?}",
         top.reasons
     );
+}
+
+/// An index pushed between plan and apply, nested deeper than the recheck
+/// reads: what it holds is unknown, so nothing of its repository is
+/// deleted (the planned image it holds among them).
+#[test]
+fn a_new_index_nested_too_deep_stops_the_deletes_of_its_repository() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/re");
+    let amd = ImageSpec {
+        platform: "linux/amd64".parse().unwrap(),
+        ..image("r1", "2025-01-01T00:00:00Z")
+    };
+    let old = push(&format!("{repo}:r1"), &amd);
+    push(&format!("{repo}:r2"), &image("r2", "2025-01-02T00:00:00Z"));
+    let client = client();
+    let plan = plan_keep_last_1(&client, &reg);
+    assert_eq!(plan.delete_count, 1);
+    let mut chain = push_multi(&repo, &[amd], &BTreeMap::new());
+    for i in 0..=MAX_INDEX_DEPTH {
+        let target = if i == MAX_INDEX_DEPTH {
+            format!("{repo}:deep")
+        } else {
+            repo.clone()
+        };
+        chain = push_wrapper(&target, &chain, 1);
+    }
+    let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
+    let r = &applied.result;
+    assert!(r.deleted.is_empty(), "{:?}", r.deleted);
+    assert_eq!(r.skipped.len(), 1);
+    assert_eq!(r.skipped[0].digest, old);
+    let SkipCause::RecheckFailed { error } = &r.skipped[0].cause else {
+        panic!("{:?}", r.skipped[0])
+    };
+    assert!(error.contains("indexes nested more than 4 deep"), "{error}");
+    assert_eq!(manifest_status(&reg.host, "acme/re", &old), 200);
 }
 
 /// The plan of everything in `reg` under `keep_last: 1` and no other rule.

@@ -325,3 +325,73 @@ fn a_registry_without_deletes_keeps_the_tag_where_it_was() {
         "the tag moved"
     );
 }
+
+/// `--protected` follows an index in an index down to the platform image a
+/// host runs; an index nested deeper than the scan reads
+/// (`MAX_INDEX_DEPTH`) is refused, since what it holds is unknown.
+#[test]
+fn protected_state_follows_indexes_in_indexes_to_their_bound() {
+    let reg = Registry::start();
+    let amd = ImageSpec {
+        platform: Platform::default(),
+        ..labelled(&revision("0811111"), "amd64", "2026-03-01T00:00:00Z")
+    };
+    let (outer, inner) = push_nested(&reg.repo("acme/nest:0811111"), std::slice::from_ref(&amd));
+    let body: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("http://{}/v2/acme/nest/manifests/{inner}", reg.host))
+        .header("Accept", image_lifecycle::registry::MEDIA_OCI_INDEX)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let platform_image = body["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let env = Env::new();
+    let state = env.home.path().join("dev.json");
+    let records = serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1",
+        "app": "web", "workspace": "dev", "image": reg.repo("acme/nest"), "digest": platform_image}]});
+    std::fs::write(&state, records.to_string()).unwrap();
+    let o = env.run(
+        BIN,
+        &[
+            &reg.repo("acme/nest:0811111"),
+            "--apply",
+            "--protected",
+            state.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: refusing to untag `{}`: it is the last tag of `{outer}`, which is deployed on dev/web1 (web) \
+             (its platform image `{platform_image}`)",
+            reg.repo("acme/nest:0811111")
+        )),
+        "{err}"
+    );
+    assert_eq!(tags(&reg, "acme/nest"), ["0811111"]);
+
+    // One index more than the bound above the one that holds the image.
+    let mut chain = push_multi(&reg.repo("acme/deep"), std::slice::from_ref(&amd), &BTreeMap::new());
+    for i in 0..=image_lifecycle::image::MAX_INDEX_DEPTH {
+        let target = if i == image_lifecycle::image::MAX_INDEX_DEPTH {
+            reg.repo("acme/deep:0811111")
+        } else {
+            reg.repo("acme/deep")
+        };
+        chain = push_wrapper(&target, &chain, 1);
+    }
+    let o = env.run(
+        BIN,
+        &[
+            &reg.repo("acme/deep:0811111"),
+            "--apply",
+            "--protected",
+            state.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(err.contains("indexes nested more than 4 deep"), "{err}");
+    assert_eq!(tags(&reg, "acme/deep"), ["0811111"]);
+}

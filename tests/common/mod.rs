@@ -176,7 +176,7 @@ pub fn push_multi(target: &str, children: &[ImageSpec], annotations: &BTreeMap<S
 /// `target`. Returns (outer, inner).
 pub fn push_nested(target: &str, children: &[ImageSpec]) -> (Digest, Digest) {
     let inner = push_multi(repo_of(target), children, &BTreeMap::new());
-    (push_wrapper(target, &inner), inner)
+    (push_wrapper(target, &inner, 1), inner)
 }
 
 /// `HOST:PORT/REPO` of `HOST:PORT/REPO[:TAG]`.
@@ -188,8 +188,13 @@ fn repo_of(target: &str) -> &str {
 }
 
 /// Pushes to `target` (`HOST:PORT/REPO[:TAG]`) an index holding only index
-/// `inner` of the same repository, without a platform.
-pub fn push_wrapper(target: &str, inner: &Digest) -> Digest {
+/// `inner` of the same repository, listed `times` times, without a platform.
+pub fn push_wrapper(target: &str, inner: &Digest, times: usize) -> Digest {
+    push_wrapper_with(target, inner, times, &BTreeMap::new())
+}
+
+/// [`push_wrapper`], the outer index with `annotations`.
+pub fn push_wrapper_with(target: &str, inner: &Digest, times: usize, annotations: &BTreeMap<String, String>) -> Digest {
     let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
     let (host, path) = repo_of(target).split_once('/').unwrap();
     let body = reqwest::blocking::Client::new()
@@ -201,8 +206,11 @@ pub fn push_wrapper(target: &str, inner: &Digest) -> Digest {
         .unwrap()
         .bytes()
         .unwrap();
-    let outer = serde_json::json!({"schemaVersion": 2, "mediaType": index,
-        "manifests": [{"mediaType": index, "digest": inner.to_string(), "size": body.len()}]});
+    let entry = serde_json::json!({"mediaType": index, "digest": inner.to_string(), "size": body.len()});
+    let mut outer = serde_json::json!({"schemaVersion": 2, "mediaType": index, "manifests": vec![entry; times]});
+    if !annotations.is_empty() {
+        outer["annotations"] = serde_json::json!(annotations);
+    }
     let body = serde_json::to_vec(&outer).unwrap();
     rt().block_on(image_lifecycle::fixture::push_manifest(
         &oci_client(),
