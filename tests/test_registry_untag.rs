@@ -210,33 +210,9 @@ fn protected_state_reaches_platform_images_and_other_names_of_the_registry() {
     let child = body["manifests"][1]["digest"].as_str().unwrap().to_string();
     let port = reg.host.rsplit_once(':').unwrap().1;
     let env = Env::new();
-    let write_state = |name: &str, image: String, digest: &str| {
-        let path = env.home.path().join(name);
-        let state = serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1",
-            "app": "web", "workspace": "dev", "image": image, "digest": digest}]});
-        std::fs::write(&path, state.to_string()).unwrap();
-        path
-    };
+    let write_state = |name: &str, image: String, digest: &str| state_running(&env, name, &image, digest);
     let state = write_state("dev.json", format!("localhost:{port}/acme/multi"), &child);
-    let o = env.run(
-        BIN,
-        &[
-            &reg.repo("acme/multi:0611111"),
-            "--apply",
-            "--protected",
-            state.to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.starts_with(&format!(
-            "error: refusing to untag `{}`: it is the last tag of `{index}`, which is deployed on dev/web1 (web) \
-             (its platform image `{child}`)",
-            reg.repo("acme/multi:0611111")
-        )),
-        "{err}"
-    );
+    refused_for_platform_image(&env, &reg.repo("acme/multi:0611111"), &state, &index, &child);
     assert_eq!(tags(&reg, "acme/multi"), ["0611111"]);
 
     let elsewhere = write_state("other.json", "registry.example.com/acme/api".into(), &child);
@@ -346,29 +322,8 @@ fn protected_state_follows_indexes_in_indexes_to_their_bound() {
         .unwrap();
     let platform_image = body["manifests"][0]["digest"].as_str().unwrap().to_string();
     let env = Env::new();
-    let state = env.home.path().join("dev.json");
-    let records = serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1",
-        "app": "web", "workspace": "dev", "image": reg.repo("acme/nest"), "digest": platform_image}]});
-    std::fs::write(&state, records.to_string()).unwrap();
-    let o = env.run(
-        BIN,
-        &[
-            &reg.repo("acme/nest:0811111"),
-            "--apply",
-            "--protected",
-            state.to_str().unwrap(),
-        ],
-    );
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        err.starts_with(&format!(
-            "error: refusing to untag `{}`: it is the last tag of `{outer}`, which is deployed on dev/web1 (web) \
-             (its platform image `{platform_image}`)",
-            reg.repo("acme/nest:0811111")
-        )),
-        "{err}"
-    );
+    let state = state_running(&env, "dev.json", &reg.repo("acme/nest"), &platform_image);
+    refused_for_platform_image(&env, &reg.repo("acme/nest:0811111"), &state, &outer, &platform_image);
     assert_eq!(tags(&reg, "acme/nest"), ["0811111"]);
 
     // One index more than the bound above the one that holds the image.
@@ -394,4 +349,35 @@ fn protected_state_follows_indexes_in_indexes_to_their_bound() {
     assert_eq!(o.status.code(), Some(5), "{err}");
     assert!(err.contains("indexes nested more than 4 deep"), "{err}");
     assert_eq!(tags(&reg, "acme/deep"), ["0811111"]);
+}
+
+/// Deploy state `name` in `env`'s home: host web1 of dev runs app `web` at
+/// `digest` of `image`.
+fn state_running(env: &Env, name: &str, image: &str, digest: &str) -> std::path::PathBuf {
+    let path = env.home.path().join(name);
+    let state = serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1",
+        "app": "web", "workspace": "dev", "image": image, "digest": digest}]});
+    std::fs::write(&path, state.to_string()).unwrap();
+    path
+}
+
+/// `registry_untag REFERENCE --apply --protected STATE` is refused (exit 2)
+/// because the last tag of `index` goes and web1 runs its `platform_image`.
+fn refused_for_platform_image(
+    env: &Env,
+    reference: &str,
+    state: &std::path::Path,
+    index: &impl std::fmt::Display,
+    platform_image: &str,
+) {
+    let o = env.run(BIN, &[reference, "--apply", "--protected", state.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "error: refusing to untag `{reference}`: it is the last tag of `{index}`, which is deployed on \
+             dev/web1 (web) (its platform image `{platform_image}`)"
+        )),
+        "{err}"
+    );
 }
