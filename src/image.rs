@@ -135,9 +135,6 @@ pub fn parse_manifest(registry: &str, m: &Manifest) -> Result<Parsed, RegistryEr
 pub struct Described {
     pub entry: ImageEntry,
     pub children: Vec<ImageEntry>,
-    /// For an index: whether its labels come from a child of the platform
-    /// asked for (one of its own, or of an index in it). True for an image.
-    pub platform_found: bool,
 }
 
 /// The minimal view of an image config that labels need. Read with a
@@ -242,154 +239,221 @@ pub async fn describe(
     manifest: &Manifest,
     platform: &Platform,
 ) -> Result<Described, RegistryError> {
-    let seen = Mutex::new(HashMap::new());
-    describe_at(client, repo, manifest, platform, 0, None, &seen).await
+    let tree = Mutex::new(Tree::default());
+    let top = read_node(client, repo, manifest, platform, 0, &tree).await?;
+    let mut tree = tree.into_inner().unwrap_or_else(|e| e.into_inner());
+    let digest = manifest.digest.clone();
+    tree.nodes.insert(digest.clone(), top);
+    let children = tree.order.iter().map(|d| tree.entry(d, platform)).collect();
+    Ok(Described {
+        entry: tree.entry(&digest, platform),
+        children,
+    })
 }
 
-/// What [`describe_at`] keeps of each digest it described in one tree: its
-/// metadata and whether it found the platform.
-type Seen = Mutex<HashMap<Digest, (ImageMetadata, bool)>>;
+/// Annotations, by key.
+type Annotations = BTreeMap<String, String>;
 
-/// [`describe`] of a manifest `depth` indexes deep (0: the tagged one).
-/// `inherited`: the annotations of the indexes above, the last fallback
-/// for labels. `seen`: every digest described so far in this tree, each
-/// read once however often indexes list it (a few small indexes that list
-/// the one below many times would otherwise cost exponential work); a
-/// digest first met deeper keeps that description, which can only know
-/// less (fail closed).
-fn describe_at<'a>(
+/// What [`describe`] read of one digest of an index tree: its entry
+/// (metadata not yet filled in) and what its labels are made of. Labels are
+/// worked out per use ([`Tree::labels`]): an image's fallback annotations
+/// are those of the index that chose it, which differs between the indexes
+/// that hold it.
+struct Node {
+    entry: ImageEntry,
+    kind: NodeKind,
+    /// The annotations of the indexes above it where it was first met, for
+    /// the labels of its own entry.
+    context: Option<Annotations>,
+}
+
+enum NodeKind {
+    Image {
+        config: bytes::Bytes,
+        config_digest: Digest,
+        annotations: Annotations,
+    },
+    Index {
+        annotations: Annotations,
+        /// The child of the platform asked for, by its descriptor.
+        direct: Option<usize>,
+        /// `direct`, or an index in it has such a child.
+        found: bool,
+    },
+    /// Nested deeper than [`MAX_INDEX_DEPTH`]: its children were not read.
+    TooDeep,
+}
+
+/// Every digest of one tree, each read once however often indexes list it
+/// (a few small indexes that list the one below many times would otherwise
+/// cost exponential work).
+#[derive(Default)]
+struct Tree {
+    nodes: HashMap<Digest, Node>,
+    /// The digests below the top, in the order first met.
+    order: Vec<Digest>,
+}
+
+impl Tree {
+    /// The entry of `digest` with its labels, in the context it was met in.
+    fn entry(&self, digest: &Digest, platform: &Platform) -> ImageEntry {
+        let node = &self.nodes[digest];
+        let mut entry = node.entry.clone();
+        entry.metadata = self.labels(digest, node.context.as_ref(), platform);
+        entry
+    }
+
+    /// The labels of `digest` below indexes with `inherited` annotations:
+    /// an image's from its config, then its own annotations, then
+    /// `inherited`; an index's from the child it chooses (one step per
+    /// level, so this costs at most [`MAX_INDEX_DEPTH`] steps).
+    fn labels(&self, digest: &Digest, inherited: Option<&Annotations>, platform: &Platform) -> ImageMetadata {
+        let node = &self.nodes[digest];
+        let with = |own: &Annotations| {
+            let mut all = own.clone();
+            for (k, v) in inherited.into_iter().flatten() {
+                all.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            all
+        };
+        match &node.kind {
+            NodeKind::TooDeep => ImageMetadata::default(),
+            NodeKind::Image {
+                config,
+                config_digest,
+                annotations,
+            } => image_metadata(config, config_digest, &with(annotations)),
+            NodeKind::Index {
+                annotations, direct, ..
+            } => {
+                let annotations = with(annotations);
+                let children = &node.entry.children;
+                if children.is_empty() {
+                    let mut m = ImageMetadata::from_labels(None, Some(&annotations));
+                    m.warnings.insert(0, "index has no child manifests".to_string());
+                    return m;
+                }
+                // The platform's child; else the first index in it that has
+                // one; else the first child, with a warning.
+                let nested = || {
+                    children
+                        .iter()
+                        .position(|c| matches!(self.nodes[c].kind, NodeKind::Index { found: true, .. }))
+                };
+                let (pick, warn) = match direct.or_else(nested) {
+                    Some(i) => (i, false),
+                    None => (0, true),
+                };
+                let mut m = self.labels(&children[pick], Some(&annotations), platform);
+                if warn {
+                    m.warnings.insert(
+                        0,
+                        format!("index has no `{platform}` child; labels read from the first child"),
+                    );
+                    // An index in it without the platform says so as well.
+                    m.warnings.dedup();
+                }
+                m
+            }
+        }
+    }
+}
+
+/// Reads `manifest`, `depth` indexes below the tagged one, and (for an
+/// index) every child not read yet into `tree`.
+fn read_node<'a>(
     client: &'a Client,
     repo: &'a Reference,
     manifest: &'a Manifest,
     platform: &'a Platform,
     depth: usize,
-    inherited: Option<&'a BTreeMap<String, String>>,
-    seen: &'a Seen,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Described, RegistryError>> + Send + 'a>> {
+    tree: &'a Mutex<Tree>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Node, RegistryError>> + Send + 'a>> {
     Box::pin(async move {
         let registry = repo.registry.as_str();
         let index = match parse_manifest(registry, manifest)? {
-            Parsed::Image(img) => {
-                let entry = describe_image(client, repo, manifest, &img, inherited).await?;
-                return Ok(Described {
-                    entry,
-                    children: Vec::new(),
-                    platform_found: true,
-                });
-            }
+            Parsed::Image(img) => return read_image(client, repo, manifest, &img).await,
             Parsed::Index(index) => index,
         };
         let mut children = Vec::new();
-        let mut child_digests = Vec::new();
         for e in &index.manifests {
-            child_digests.push(parse_digest(registry, &e.digest)?);
+            children.push(parse_digest(registry, &e.digest)?);
         }
         let direct = index.manifests.iter().position(|e| {
             e.platform
                 .as_ref()
                 .is_some_and(|p| platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref()))
         });
-        let mut warnings = Vec::new();
-        let chosen = match direct {
-            Some(i) => Some(i),
-            None if index.manifests.is_empty() => {
-                warnings.push("index has no child manifests".to_string());
-                None
-            }
-            None => Some(0),
-        };
-        // Its own annotations, then those of the indexes above.
-        let mut annotations: BTreeMap<String, String> = index
+        let annotations: Annotations = index
             .annotations
             .clone()
             .map(|a| a.into_iter().collect())
             .unwrap_or_default();
-        for (k, v) in inherited.into_iter().flatten() {
-            annotations.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        let mut metadata = None;
-        // Without a `platform` child of its own, the labels of the first
-        // index in it that has one.
-        let mut nested_match = None;
+        let chosen = direct.unwrap_or(0);
         // Children are fetched one after another here; callers describe many
         // digests concurrently, which keeps the pool busy.
-        for (i, d) in child_digests.iter().enumerate() {
-            let known = seen.lock().unwrap_or_else(|e| e.into_inner()).get(d).cloned();
-            let (child_metadata, found) = match known {
-                Some(k) => k,
-                None => {
-                    let child = client.manifest_get(repo, &d.to_string()).await?;
-                    let described = match parse_manifest(registry, &child)? {
-                        Parsed::Image(img) => {
-                            let extra = (Some(i) == chosen).then_some(&annotations);
-                            let entry = describe_image(client, repo, &child, &img, extra).await?;
-                            // Its descriptor did not match (else `direct`).
-                            (entry, Vec::new(), false)
-                        }
-                        Parsed::Index(_) if depth < MAX_INDEX_DEPTH => {
-                            let nested =
-                                describe_at(client, repo, &child, platform, depth + 1, Some(&annotations), seen)
-                                    .await?;
-                            (nested.entry, nested.children, nested.platform_found)
-                        }
-                        Parsed::Index(_) => (
-                            ImageEntry {
-                                digest: child.digest.clone(),
-                                media_type: child.media_type.clone(),
-                                kind: ManifestKind::Index,
-                                metadata: ImageMetadata::default(),
-                                children: Vec::new(),
-                                children_unknown: true,
-                                blobs: BTreeMap::new(),
-                                manifest_size: child.body.len() as u64,
-                            },
-                            Vec::new(),
-                            false,
-                        ),
-                    };
-                    let (entry, descendants, found) = described;
-                    let known = (entry.metadata.clone(), found);
-                    seen.lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(d.clone(), known.clone());
-                    children.push(entry);
-                    children.extend(descendants);
-                    known
-                }
+        for (i, d) in children.iter().enumerate() {
+            let known = {
+                let tree = tree.lock().unwrap_or_else(|e| e.into_inner());
+                // Met deeper before, where it was too deep: read it here.
+                tree.nodes
+                    .get(d)
+                    .is_some_and(|n| !matches!(n.kind, NodeKind::TooDeep) || depth >= MAX_INDEX_DEPTH)
             };
-            // `found` is set only by an index in this one that found it.
-            if direct.is_none() && nested_match.is_none() && found {
-                nested_match = Some(child_metadata.clone());
+            if known {
+                continue;
             }
-            if Some(i) == chosen {
-                metadata = Some(child_metadata);
+            let child = client.manifest_get(repo, &d.to_string()).await?;
+            let mut node = match parse_manifest(registry, &child)? {
+                Parsed::Index(_) if depth >= MAX_INDEX_DEPTH => Node {
+                    entry: ImageEntry {
+                        digest: child.digest.clone(),
+                        media_type: child.media_type.clone(),
+                        kind: ManifestKind::Index,
+                        metadata: ImageMetadata::default(),
+                        children: Vec::new(),
+                        children_unknown: true,
+                        blobs: BTreeMap::new(),
+                        manifest_size: child.body.len() as u64,
+                    },
+                    kind: NodeKind::TooDeep,
+                    context: None,
+                },
+                _ => read_node(client, repo, &child, platform, depth + 1, tree).await?,
+            };
+            // The annotations above: for an index in it, and for the image
+            // it takes its labels from.
+            if matches!(node.kind, NodeKind::Index { .. }) || i == chosen {
+                node.context = Some(annotations.clone());
+            }
+            let mut tree = tree.lock().unwrap_or_else(|e| e.into_inner());
+            if tree.nodes.insert(d.clone(), node).is_none() {
+                tree.order.push(d.clone());
             }
         }
-        let platform_found = direct.is_some() || nested_match.is_some();
-        if !platform_found && !index.manifests.is_empty() {
-            warnings.push(format!(
-                "index has no `{platform}` child; labels read from the first child"
-            ));
-        }
-        let mut metadata = nested_match
-            .or(metadata)
-            .unwrap_or_else(|| ImageMetadata::from_labels(None, Some(&annotations)));
-        metadata.warnings.splice(0..0, warnings);
-        // An index in it without the platform says so as well.
-        metadata.warnings.dedup();
-        Ok(Described {
+        let found = direct.is_some() || {
+            let tree = tree.lock().unwrap_or_else(|e| e.into_inner());
+            children
+                .iter()
+                .any(|c| matches!(tree.nodes[c].kind, NodeKind::Index { found: true, .. }))
+        };
+        Ok(Node {
             entry: ImageEntry {
                 digest: manifest.digest.clone(),
                 media_type: manifest.media_type.clone(),
                 kind: ManifestKind::Index,
-                metadata,
-                children: child_digests,
+                metadata: ImageMetadata::default(),
+                children,
                 children_unknown: false,
                 blobs: BTreeMap::new(),
                 manifest_size: manifest.body.len() as u64,
             },
-            children,
-            platform_found,
+            kind: NodeKind::Index {
+                annotations,
+                direct,
+                found,
+            },
+            context: None,
         })
     })
 }
@@ -451,15 +515,14 @@ pub async fn index_children(
     Ok(out)
 }
 
-/// `extra_annotations`: for the chosen child of an index, the annotations
-/// of the indexes above it (a second fallback after the child's own).
-async fn describe_image(
+/// Reads image `manifest`: its entry (metadata to be filled in) and its
+/// config, for its labels.
+async fn read_image(
     client: &Client,
     repo: &Reference,
     manifest: &Manifest,
     img: &OciImageManifest,
-    extra_annotations: Option<&BTreeMap<String, String>>,
-) -> Result<ImageEntry, RegistryError> {
+) -> Result<Node, RegistryError> {
     let registry = repo.registry.as_str();
     let config_digest = parse_digest(registry, &img.config.digest)?;
     let mut blobs = BTreeMap::new();
@@ -468,26 +531,28 @@ async fn describe_image(
         blobs.insert(parse_digest(registry, &l.digest)?, l.size.max(0) as u64);
     }
     let config = client.blob_get(repo, &config_digest, CONFIG_LIMIT).await?;
-    let mut annotations: BTreeMap<String, String> = img
+    let annotations = img
         .annotations
         .clone()
         .map(|a| a.into_iter().collect())
         .unwrap_or_default();
-    if let Some(extra) = extra_annotations {
-        for (k, v) in extra {
-            annotations.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-    }
-    let metadata = image_metadata(&config, &config_digest, &annotations);
-    Ok(ImageEntry {
-        digest: manifest.digest.clone(),
-        media_type: manifest.media_type.clone(),
-        kind: ManifestKind::Image,
-        metadata,
-        children: Vec::new(),
-        children_unknown: false,
-        blobs,
-        manifest_size: manifest.body.len() as u64,
+    Ok(Node {
+        entry: ImageEntry {
+            digest: manifest.digest.clone(),
+            media_type: manifest.media_type.clone(),
+            kind: ManifestKind::Image,
+            metadata: ImageMetadata::default(),
+            children: Vec::new(),
+            children_unknown: false,
+            blobs,
+            manifest_size: manifest.body.len() as u64,
+        },
+        kind: NodeKind::Image {
+            config,
+            config_digest,
+            annotations,
+        },
+        context: None,
     })
 }
 

@@ -346,7 +346,18 @@ async fn scan_one(
                     Some(Ok(d)) => {
                         let d = *d;
                         for child in d.children {
-                            listing.images.entry(child.digest.clone()).or_insert(child);
+                            // One tree may have met it too deep to read
+                            // what it holds, another not: the full one.
+                            match listing.images.entry(child.digest.clone()) {
+                                std::collections::btree_map::Entry::Vacant(v) => {
+                                    v.insert(child);
+                                }
+                                std::collections::btree_map::Entry::Occupied(mut o) => {
+                                    if o.get().children_unknown && !child.children_unknown {
+                                        o.insert(child);
+                                    }
+                                }
+                            }
                         }
                         // A digest seen as a child first is replaced by its
                         // own description: same content, same result.

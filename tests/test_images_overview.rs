@@ -883,3 +883,60 @@ fn a_nested_index_takes_missing_labels_from_the_annotations_above() {
     assert_eq!(t["revision"], revision("0b0b0b0"));
     assert_eq!(t["source"], "https://github.com/acme/web");
 }
+
+/// An image met first through an inner index, and chosen by the outer one
+/// too, takes its missing labels from the outer index's annotations when
+/// read for the outer one (not from wherever it was met first).
+#[test]
+fn an_image_in_two_indexes_takes_the_annotations_of_the_one_reading_it() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/web");
+    let (oci_image, oci_index) = (
+        image_lifecycle::registry::MEDIA_OCI_MANIFEST,
+        image_lifecycle::registry::MEDIA_OCI_INDEX,
+    );
+    let bare = push(
+        &repo,
+        &ImageSpec {
+            platform: Platform::default(),
+            layer: b"no labels".to_vec(),
+            ..Default::default()
+        },
+    );
+    let labelled_one = push(
+        &repo,
+        &ImageSpec {
+            platform: Platform::default(),
+            ..spec("1111111", "inner amd64", "2020-01-01T00:00:00Z")
+        },
+    );
+    // The inner index chooses the labelled image; it lists the bare one
+    // (first met here) without a platform.
+    let inner = common::push_index_of(
+        &repo,
+        &[
+            (labelled_one, oci_image, Some("linux/amd64")),
+            (bare.clone(), oci_image, None),
+        ],
+        &BTreeMap::new(),
+    );
+    let labels = ci_labels(
+        &revision("2222222"),
+        "from the outer index",
+        "2026-01-25T01:40:00Z",
+        "https://github.com/acme/web",
+    );
+    let outer = common::push_index_of(
+        &format!("{repo}:2222222"),
+        &[(inner, oci_index, None), (bare, oci_image, Some("linux/amd64"))],
+        &labels,
+    );
+    let (code, out, err) = run(&Env::new(), &["dev", &repo, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(err, "");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let t = &v["tags"][0];
+    assert_eq!(t["digest"], outer.to_string());
+    assert_eq!(t["description"], "from the outer index");
+    assert_eq!(t["created"], "2026-01-25T01:40:00Z");
+}

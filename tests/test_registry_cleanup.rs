@@ -1498,6 +1498,59 @@ fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
     );
 }
 
+/// An index met too deep in one branch of a tree, and near the top in
+/// another (or in another tag's tree), is read where it is near: nothing
+/// holds the repository.
+#[test]
+fn an_index_met_too_deep_and_near_the_top_is_read() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/both");
+    let amd = ImageSpec {
+        platform: "linux/amd64".parse().unwrap(),
+        ..image("b1", "2025-01-01T00:00:00Z")
+    };
+    let image_digest = push(&repo, &amd);
+    let holder = push_multi(&repo, &[amd], &BTreeMap::new());
+    let mut chain = holder.clone();
+    for _ in 0..MAX_INDEX_DEPTH {
+        chain = push_wrapper(&repo, &chain, 1);
+    }
+    let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
+    // The chain first: `holder` is met 5 levels down, then 1 level down.
+    let top = push_index_of(
+        &format!("{repo}:b1"),
+        &[(chain.clone(), index, None), (holder.clone(), index, None)],
+        &BTreeMap::new(),
+    );
+    // Another tag: the chain alone, where `holder` is too deep.
+    let deep_only = push_wrapper(&format!("{repo}:b1-deep"), &chain, 1);
+    push(&format!("{repo}:b2"), &image("b2", "2025-01-02T00:00:00Z"));
+    // (`b1-deep` has no labels it can read: undated, not kept for that.)
+    let plan = plan_with(
+        &client(),
+        &reg,
+        "{keep_last: 1, keep_younger_than: 0s, keep_tags: [], keep_undated: false}",
+    );
+    let rp = &plan.repositories[0];
+    let holder_plan = rp.digests.iter().find(|d| d.digest == holder).unwrap();
+    assert_eq!(holder_plan.kind, Some(image_lifecycle::listing::ManifestKind::Index));
+    // No hold and no warning: the tree was read to the image.
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let deleted: BTreeSet<&Digest> = rp
+        .digests
+        .iter()
+        .filter(|d| d.decision == Decision::Delete)
+        .map(|d| &d.digest)
+        .collect();
+    assert!(
+        [&top, &deep_only, &holder, &image_digest]
+            .iter()
+            .all(|d| deleted.contains(d)),
+        "{:#?}",
+        rp.digests
+    );
+}
+
 /// An index pushed between plan and apply, nested deeper than the recheck
 /// reads: what it holds is unknown, so nothing of its repository is
 /// deleted (the planned image it holds among them).
@@ -1535,15 +1588,63 @@ fn a_new_index_nested_too_deep_stops_the_deletes_of_its_repository() {
     assert_eq!(manifest_status(&reg.host, "acme/re", &old), 200);
 }
 
+/// An image chosen by two indexes of one tree takes its missing labels from
+/// the one reading it: the tagged index, annotated as built now, is within
+/// the grace period although the inner index holding the same image is
+/// annotated as built in 2020.
+#[test]
+fn an_index_dated_by_its_own_annotations_is_kept_in_its_grace_period() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/grace");
+    let bare = push(
+        &repo,
+        &ImageSpec {
+            platform: Platform::default(),
+            layer: b"no labels".to_vec(),
+            ..Default::default()
+        },
+    );
+    let (oci_image, oci_index) = (
+        image_lifecycle::registry::MEDIA_OCI_MANIFEST,
+        image_lifecycle::registry::MEDIA_OCI_INDEX,
+    );
+    let labels = |created: &str| {
+        image_lifecycle::fixture::ci_labels(&revision("2222222"), "x", created, "https://github.com/acme/web")
+    };
+    let inner = push_index_of(
+        &repo,
+        &[(bare.clone(), oci_image, Some("linux/amd64"))],
+        &labels("2020-01-01T00:00:00Z"),
+    );
+    let outer = push_index_of(
+        &format!("{repo}:2222222"),
+        &[(inner, oci_index, None), (bare, oci_image, Some("linux/amd64"))],
+        &labels(&now_utc()),
+    );
+    let plan = plan_with(&client(), &reg, "{keep_last: 0, keep_younger_than: 30d, keep_tags: []}");
+    let top = plan.repositories[0].digests.iter().find(|d| d.digest == outer).unwrap();
+    assert_eq!(top.decision, Decision::Keep, "{top:#?}");
+    assert!(
+        top.created.as_deref().unwrap().starts_with(&now_utc()[..10]),
+        "{top:#?}"
+    );
+}
+
 /// The plan of everything in `reg` under `keep_last: 1` and no other rule.
 fn plan_keep_last_1(client: &Client, reg: &Registry) -> Plan {
+    plan_with(
+        client,
+        reg,
+        "{keep_last: 1, keep_younger_than: 0s, keep_tags: [], protect_history: 1}",
+    )
+}
+
+/// The plan of everything in `reg` under policy `defaults` and no deploy
+/// state.
+fn plan_with(client: &Client, reg: &Registry, defaults: &str) -> Plan {
     let dir = tempfile::tempdir().unwrap();
     let policy_path = dir.path().join("policy.yml");
-    std::fs::write(
-        &policy_path,
-        "workspaces: [dev]\ndefaults: {keep_last: 1, keep_younger_than: 0s, keep_tags: [], protect_history: 1}\n",
-    )
-    .unwrap();
+    std::fs::write(&policy_path, format!("workspaces: [dev]\ndefaults: {defaults}\n")).unwrap();
     let policy = Policy::load(&policy_path).unwrap();
     let planning = Planning {
         policy: &policy,

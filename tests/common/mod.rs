@@ -195,19 +195,40 @@ pub fn push_wrapper(target: &str, inner: &Digest, times: usize) -> Digest {
 
 /// [`push_wrapper`], the outer index with `annotations`.
 pub fn push_wrapper_with(target: &str, inner: &Digest, times: usize, annotations: &BTreeMap<String, String>) -> Digest {
+    let entry = (inner.clone(), image_lifecycle::registry::MEDIA_OCI_INDEX, None);
+    push_index_of(target, &vec![entry; times], annotations)
+}
+
+/// Pushes to `target` (`HOST:PORT/REPO[:TAG]`) an OCI index of `entries`,
+/// manifests already in the same repository: (digest, media type,
+/// `os/arch` of the descriptor if any).
+pub fn push_index_of(
+    target: &str,
+    entries: &[(Digest, &str, Option<&str>)],
+    annotations: &BTreeMap<String, String>,
+) -> Digest {
     let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
     let (host, path) = repo_of(target).split_once('/').unwrap();
-    let body = reqwest::blocking::Client::new()
-        .get(format!("http://{host}/v2/{path}/manifests/{inner}"))
-        .header("Accept", index)
-        .send()
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .bytes()
-        .unwrap();
-    let entry = serde_json::json!({"mediaType": index, "digest": inner.to_string(), "size": body.len()});
-    let mut outer = serde_json::json!({"schemaVersion": 2, "mediaType": index, "manifests": vec![entry; times]});
+    let manifests: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(d, media_type, platform)| {
+            let body = reqwest::blocking::Client::new()
+                .get(format!("http://{host}/v2/{path}/manifests/{d}"))
+                .header("Accept", *media_type)
+                .send()
+                .unwrap()
+                .error_for_status()
+                .unwrap()
+                .bytes()
+                .unwrap();
+            let mut e = serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": body.len()});
+            if let Some((os, arch)) = platform.and_then(|p| p.split_once('/')) {
+                e["platform"] = serde_json::json!({"os": os, "architecture": arch});
+            }
+            e
+        })
+        .collect();
+    let mut outer = serde_json::json!({"schemaVersion": 2, "mediaType": index, "manifests": manifests});
     if !annotations.is_empty() {
         outer["annotations"] = serde_json::json!(annotations);
     }

@@ -381,12 +381,13 @@ run tags-after-gc-refusal skopeo list-tags --tls-verify=false "docker://$image"
 # task untag: collects the deploy state first, so the last tag of what runs stays.
 running_tag=$(field "$(info test-web1)" tag)
 running_digest=$(field "$(info test-web1)" digest)
-run untag-running env WORKSPACES=test "$task" untag -- "$repo:$running_tag" --apply
-{ [ "$rc" -ne 0 ] && in_log "refusing to untag \`$image:$running_tag\`: it is the last tag of \`$running_digest\`, which is " && in_log "deployed on test/test-web1 (web)"; }; verdict "task untag refuses to remove the last tag of the digest the workspace runs"
+# Options first and a `--` of the user's: the deploy state still counts.
+run untag-running env WORKSPACES=test "$task" untag -- --apply -- "$repo:$running_tag"
+{ [ "$rc" -ne 0 ] && in_log "refusing to untag \`$image:$running_tag\`: it is the last tag of \`$running_digest\`, which is " && in_log "deployed on test/test-web1 (web)"; }; verdict "task untag -- --apply -- REPO:TAG refuses to remove the last tag of the digest the workspace runs"
 run untag-extra-tag skopeo copy --src-tls-verify=false --dest-tls-verify=false "docker://$image:$T3" "docker://$image:extra-name"
-run untag-extra env WORKSPACES=test "$task" untag -- --timeout 30 --apply "$repo:extra-name"
+run untag-extra env WORKSPACES=test "$task" untag -- "$repo:extra-name" --timeout 30 --apply
 run tags-after-untag skopeo list-tags --tls-verify=false "docker://$image"
-{ ! grep -q extra-name "$log" && grep -q "$running_tag" "$log" && grep -q "$T3" "$log"; }; verdict "task untag -- --timeout 30 --apply REPO:TAG (options first) removes another tag, and only it"
+{ ! grep -q extra-name "$log" && grep -q "$running_tag" "$log" && grep -q "$T3" "$log"; }; verdict "task untag -- REPO:TAG --timeout 30 --apply removes another tag, and only it"
 
 # --- the compose runtime, with a stand-in for `docker compose` ------------------------
 cat >"$tmp/fake-docker" <<'EOF'
