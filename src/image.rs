@@ -1,10 +1,9 @@
 //! Reading an image's CI metadata and sizes from its manifest: the platform
 //! child of an index, the config labels, the annotation fallback.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 use oci_client::manifest::{OciImageIndex, OciImageManifest};
 
@@ -191,11 +190,21 @@ fn config_labels(config: &[u8]) -> Result<(Option<Labels>, Vec<String>), String>
 /// annotations (the fallback per label). A config that cannot be read
 /// leaves its labels unknown, not missing: one warning says so, instead of
 /// one "is missing" per label.
+#[cfg(test)]
 fn image_metadata(config: &[u8], config_digest: &Digest, annotations: &BTreeMap<String, String>) -> ImageMetadata {
-    match config_labels(config) {
+    metadata_of(&config_labels(config), config_digest, annotations)
+}
+
+/// [`image_metadata`] from the config's labels already read.
+fn metadata_of(
+    config: &Result<(Option<Labels>, Vec<String>), String>,
+    config_digest: &Digest,
+    annotations: &BTreeMap<String, String>,
+) -> ImageMetadata {
+    match config {
         Ok((labels, label_warnings)) => {
             let mut metadata = ImageMetadata::from_labels(labels.as_ref(), Some(annotations));
-            metadata.warnings.splice(0..0, label_warnings);
+            metadata.warnings.splice(0..0, label_warnings.iter().cloned());
             metadata
         }
         Err(e) => {
@@ -239,14 +248,48 @@ pub async fn describe(
     manifest: &Manifest,
     platform: &Platform,
 ) -> Result<Described, RegistryError> {
-    let tree = Mutex::new(Tree::default());
-    let top = read_node(client, repo, manifest, platform, 0, &tree).await?;
-    let mut tree = tree.into_inner().unwrap_or_else(|e| e.into_inner());
-    let digest = manifest.digest.clone();
-    tree.nodes.insert(digest.clone(), top);
+    let top = manifest.digest.clone();
+    let mut tree = Tree::default();
+    // Level by level, so that each digest is read where it is nearest the
+    // top, and once however often indexes list it (a few small indexes that
+    // list the one below many times would otherwise cost exponential work).
+    let mut level = vec![(top.clone(), Some(manifest.clone()), None, false)];
+    for depth in 0..=MAX_INDEX_DEPTH + 1 {
+        let mut next = Vec::new();
+        let mut queued = HashSet::new();
+        for (digest, known, context, chosen) in level {
+            if tree.nodes.contains_key(&digest) {
+                continue;
+            }
+            let m = match known {
+                Some(m) => m,
+                None => client.manifest_get(repo, &digest.to_string()).await?,
+            };
+            let node = read_node(client, repo, &m, platform, depth, context, chosen).await?;
+            if let NodeKind::Index { annotations, direct } = &node.kind {
+                // Its own annotations, then those above it.
+                let mut above = annotations.clone();
+                for (k, v) in node.context.iter().flatten() {
+                    above.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                let pick = direct.unwrap_or(0);
+                for (i, c) in node.entry.children.iter().enumerate() {
+                    if !tree.nodes.contains_key(c) && queued.insert(c.clone()) {
+                        next.push((c.clone(), None, Some(above.clone()), i == pick));
+                    }
+                }
+            }
+            if digest != top {
+                tree.order.push(digest.clone());
+            }
+            tree.nodes.insert(digest, node);
+        }
+        level = next;
+    }
+    tree.find_platform();
     let children = tree.order.iter().map(|d| tree.entry(d, platform)).collect();
     Ok(Described {
-        entry: tree.entry(&digest, platform),
+        entry: tree.entry(&top, platform),
         children,
     })
 }
@@ -257,57 +300,96 @@ type Annotations = BTreeMap<String, String>;
 /// What [`describe`] read of one digest of an index tree: its entry
 /// (metadata not yet filled in) and what its labels are made of. Labels are
 /// worked out per use ([`Tree::labels`]): an image's fallback annotations
-/// are those of the index that chose it, which differs between the indexes
-/// that hold it.
+/// are those of the indexes that chose it, which differ between the
+/// indexes that hold it.
 struct Node {
     entry: ImageEntry,
     kind: NodeKind,
-    /// The annotations of the indexes above it where it was first met, for
-    /// the labels of its own entry.
+    /// How many indexes below the tagged one it was read.
+    depth: usize,
+    /// The annotations of the indexes above it where it was first met
+    /// (nearest first), for the labels of its own entry.
     context: Option<Annotations>,
 }
 
 enum NodeKind {
     Image {
-        config: bytes::Bytes,
+        config: Result<(Option<Labels>, Vec<String>), String>,
         config_digest: Digest,
         annotations: Annotations,
     },
     Index {
+        /// Its own (those above it differ between the indexes holding it).
         annotations: Annotations,
         /// The child of the platform asked for, by its descriptor.
         direct: Option<usize>,
-        /// `direct`, or an index in it has such a child.
-        found: bool,
     },
     /// Nested deeper than [`MAX_INDEX_DEPTH`]: its children were not read.
     TooDeep,
 }
 
-/// Every digest of one tree, each read once however often indexes list it
-/// (a few small indexes that list the one below many times would otherwise
-/// cost exponential work).
+/// Every digest of one tree, each read once.
 #[derive(Default)]
 struct Tree {
     nodes: HashMap<Digest, Node>,
-    /// The digests below the top, in the order first met.
+    /// The digests below the top, level by level.
     order: Vec<Digest>,
+    /// Per index, by `steps`: whether it has a child of the platform asked
+    /// for, itself or through indexes in it, within `steps` indexes.
+    found: HashMap<Digest, [bool; MAX_INDEX_DEPTH + 2]>,
 }
 
 impl Tree {
-    /// The entry of `digest` with its labels, in the context it was met in.
+    /// The entry of `digest` with its labels, in the context it was read in.
     fn entry(&self, digest: &Digest, platform: &Platform) -> ImageEntry {
         let node = &self.nodes[digest];
         let mut entry = node.entry.clone();
-        entry.metadata = self.labels(digest, node.context.as_ref(), platform);
+        let steps = (MAX_INDEX_DEPTH + 1).saturating_sub(node.depth);
+        entry.metadata = self.labels(digest, node.context.as_ref(), platform, steps);
         entry
+    }
+
+    /// Fills [`Tree::found`], one number of steps after the other (each
+    /// index's answer for `s` steps needs its children's for `s - 1`), so
+    /// that it costs the edges of the tree per step, not a walk per path.
+    fn find_platform(&mut self) {
+        for steps in 1..=MAX_INDEX_DEPTH + 1 {
+            let now: Vec<(Digest, bool)> = self
+                .nodes
+                .iter()
+                .filter_map(|(d, n)| match &n.kind {
+                    NodeKind::Index { direct, .. } => Some((
+                        d.clone(),
+                        direct.is_some() || n.entry.children.iter().any(|c| self.found(c, steps - 1)),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            for (d, f) in now {
+                self.found.entry(d).or_insert([false; MAX_INDEX_DEPTH + 2])[steps] = f;
+            }
+        }
+    }
+
+    /// Whether index `digest` has a child of the platform, itself or
+    /// through an index in it, within `steps` indexes.
+    fn found(&self, digest: &Digest, steps: usize) -> bool {
+        self.found
+            .get(digest)
+            .is_some_and(|f| f[steps.min(MAX_INDEX_DEPTH + 1)])
     }
 
     /// The labels of `digest` below indexes with `inherited` annotations:
     /// an image's from its config, then its own annotations, then
-    /// `inherited`; an index's from the child it chooses (one step per
-    /// level, so this costs at most [`MAX_INDEX_DEPTH`] steps).
-    fn labels(&self, digest: &Digest, inherited: Option<&Annotations>, platform: &Platform) -> ImageMetadata {
+    /// `inherited`; an index's from the child it chooses, following at
+    /// most `steps` indexes (what the index at the end holds is unknown).
+    fn labels(
+        &self,
+        digest: &Digest,
+        inherited: Option<&Annotations>,
+        platform: &Platform,
+        steps: usize,
+    ) -> ImageMetadata {
         let node = &self.nodes[digest];
         let with = |own: &Annotations| {
             let mut all = own.clone();
@@ -317,15 +399,14 @@ impl Tree {
             all
         };
         match &node.kind {
-            NodeKind::TooDeep => ImageMetadata::default(),
             NodeKind::Image {
                 config,
                 config_digest,
                 annotations,
-            } => image_metadata(config, config_digest, &with(annotations)),
-            NodeKind::Index {
-                annotations, direct, ..
-            } => {
+            } => metadata_of(config, config_digest, &with(annotations)),
+            NodeKind::Index { .. } | NodeKind::TooDeep if steps == 0 => ImageMetadata::default(),
+            NodeKind::TooDeep => ImageMetadata::default(),
+            NodeKind::Index { annotations, direct } => {
                 let annotations = with(annotations);
                 let children = &node.entry.children;
                 if children.is_empty() {
@@ -335,16 +416,12 @@ impl Tree {
                 }
                 // The platform's child; else the first index in it that has
                 // one; else the first child, with a warning.
-                let nested = || {
-                    children
-                        .iter()
-                        .position(|c| matches!(self.nodes[c].kind, NodeKind::Index { found: true, .. }))
-                };
+                let nested = || children.iter().position(|c| self.found(c, steps - 1));
                 let (pick, warn) = match direct.or_else(nested) {
                     Some(i) => (i, false),
                     None => (0, true),
                 };
-                let mut m = self.labels(&children[pick], Some(&annotations), platform);
+                let mut m = self.labels(&children[pick], Some(&annotations), platform, steps - 1);
                 if warn {
                     m.warnings.insert(
                         0,
@@ -359,102 +436,66 @@ impl Tree {
     }
 }
 
-/// Reads `manifest`, `depth` indexes below the tagged one, and (for an
-/// index) every child not read yet into `tree`.
-fn read_node<'a>(
-    client: &'a Client,
-    repo: &'a Reference,
-    manifest: &'a Manifest,
-    platform: &'a Platform,
+/// Reads `manifest`, `depth` indexes below the tagged one, below indexes
+/// with `context` annotations (kept for an index, and for an image its
+/// index `chose` for its labels): an image's config, an index's children's
+/// digests (an index deeper than [`MAX_INDEX_DEPTH`] is not read further).
+async fn read_node(
+    client: &Client,
+    repo: &Reference,
+    manifest: &Manifest,
+    platform: &Platform,
     depth: usize,
-    tree: &'a Mutex<Tree>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Node, RegistryError>> + Send + 'a>> {
-    Box::pin(async move {
-        let registry = repo.registry.as_str();
-        let index = match parse_manifest(registry, manifest)? {
-            Parsed::Image(img) => return read_image(client, repo, manifest, &img).await,
-            Parsed::Index(index) => index,
-        };
-        let mut children = Vec::new();
-        for e in &index.manifests {
-            children.push(parse_digest(registry, &e.digest)?);
+    context: Option<Annotations>,
+    chose: bool,
+) -> Result<Node, RegistryError> {
+    let registry = repo.registry.as_str();
+    let index = match parse_manifest(registry, manifest)? {
+        Parsed::Image(img) => {
+            let mut node = read_image(client, repo, manifest, &img).await?;
+            node.depth = depth;
+            node.context = context.filter(|_| chose);
+            return Ok(node);
         }
-        let direct = index.manifests.iter().position(|e| {
-            e.platform
-                .as_ref()
-                .is_some_and(|p| platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref()))
+        Parsed::Index(index) => index,
+    };
+    let mut entry = ImageEntry {
+        digest: manifest.digest.clone(),
+        media_type: manifest.media_type.clone(),
+        kind: ManifestKind::Index,
+        metadata: ImageMetadata::default(),
+        children: Vec::new(),
+        children_unknown: false,
+        blobs: BTreeMap::new(),
+        manifest_size: manifest.body.len() as u64,
+    };
+    if depth > MAX_INDEX_DEPTH {
+        entry.children_unknown = true;
+        return Ok(Node {
+            entry,
+            kind: NodeKind::TooDeep,
+            depth,
+            context,
         });
-        let annotations: Annotations = index
-            .annotations
-            .clone()
-            .map(|a| a.into_iter().collect())
-            .unwrap_or_default();
-        let chosen = direct.unwrap_or(0);
-        // Children are fetched one after another here; callers describe many
-        // digests concurrently, which keeps the pool busy.
-        for (i, d) in children.iter().enumerate() {
-            let known = {
-                let tree = tree.lock().unwrap_or_else(|e| e.into_inner());
-                // Met deeper before, where it was too deep: read it here.
-                tree.nodes
-                    .get(d)
-                    .is_some_and(|n| !matches!(n.kind, NodeKind::TooDeep) || depth >= MAX_INDEX_DEPTH)
-            };
-            if known {
-                continue;
-            }
-            let child = client.manifest_get(repo, &d.to_string()).await?;
-            let mut node = match parse_manifest(registry, &child)? {
-                Parsed::Index(_) if depth >= MAX_INDEX_DEPTH => Node {
-                    entry: ImageEntry {
-                        digest: child.digest.clone(),
-                        media_type: child.media_type.clone(),
-                        kind: ManifestKind::Index,
-                        metadata: ImageMetadata::default(),
-                        children: Vec::new(),
-                        children_unknown: true,
-                        blobs: BTreeMap::new(),
-                        manifest_size: child.body.len() as u64,
-                    },
-                    kind: NodeKind::TooDeep,
-                    context: None,
-                },
-                _ => read_node(client, repo, &child, platform, depth + 1, tree).await?,
-            };
-            // The annotations above: for an index in it, and for the image
-            // it takes its labels from.
-            if matches!(node.kind, NodeKind::Index { .. }) || i == chosen {
-                node.context = Some(annotations.clone());
-            }
-            let mut tree = tree.lock().unwrap_or_else(|e| e.into_inner());
-            if tree.nodes.insert(d.clone(), node).is_none() {
-                tree.order.push(d.clone());
-            }
-        }
-        let found = direct.is_some() || {
-            let tree = tree.lock().unwrap_or_else(|e| e.into_inner());
-            children
-                .iter()
-                .any(|c| matches!(tree.nodes[c].kind, NodeKind::Index { found: true, .. }))
-        };
-        Ok(Node {
-            entry: ImageEntry {
-                digest: manifest.digest.clone(),
-                media_type: manifest.media_type.clone(),
-                kind: ManifestKind::Index,
-                metadata: ImageMetadata::default(),
-                children,
-                children_unknown: false,
-                blobs: BTreeMap::new(),
-                manifest_size: manifest.body.len() as u64,
-            },
-            kind: NodeKind::Index {
-                annotations,
-                direct,
-                found,
-            },
-            context: None,
-        })
+    }
+    for e in &index.manifests {
+        entry.children.push(parse_digest(registry, &e.digest)?);
+    }
+    let direct = index.manifests.iter().position(|e| {
+        e.platform
+            .as_ref()
+            .is_some_and(|p| platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref()))
+    });
+    let annotations: Annotations = index
+        .annotations
+        .clone()
+        .map(|a| a.into_iter().collect())
+        .unwrap_or_default();
+    Ok(Node {
+        entry,
+        kind: NodeKind::Index { annotations, direct },
+        depth,
+        context,
     })
 }
 
@@ -548,10 +589,11 @@ async fn read_image(
             manifest_size: manifest.body.len() as u64,
         },
         kind: NodeKind::Image {
-            config,
+            config: config_labels(&config),
             config_digest,
             annotations,
         },
+        depth: 0,
         context: None,
     })
 }

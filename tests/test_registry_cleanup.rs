@@ -1551,6 +1551,48 @@ fn an_index_met_too_deep_and_near_the_top_is_read() {
     );
 }
 
+/// The same with the index above the one holding the image met near the
+/// top, the only tree of its repository: what is below it is read from
+/// there (each digest is read where it is nearest the tagged index).
+#[test]
+fn an_index_read_at_the_bound_and_met_again_near_the_top_is_read_through() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/mid");
+    let amd = ImageSpec {
+        platform: "linux/amd64".parse().unwrap(),
+        ..image("m1", "2025-01-01T00:00:00Z")
+    };
+    let image_digest = push(&repo, &amd);
+    let holder = push_multi(&repo, &[amd], &BTreeMap::new());
+    let mut wrappers = vec![holder.clone()];
+    for _ in 0..MAX_INDEX_DEPTH {
+        wrappers.push(push_wrapper(&repo, wrappers.last().unwrap(), 1));
+    }
+    let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
+    // The chain first: the index just above `holder` is met 4 levels down,
+    // then 1 level down.
+    let top = push_index_of(
+        &format!("{repo}:m1"),
+        &[
+            (wrappers[MAX_INDEX_DEPTH].clone(), index, None),
+            (wrappers[1].clone(), index, None),
+        ],
+        &BTreeMap::new(),
+    );
+    push(&format!("{repo}:m2"), &image("m2", "2025-01-02T00:00:00Z"));
+    let plan = plan_keep_last_1(&client(), &reg);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let deleted: BTreeSet<&Digest> = plan.repositories[0]
+        .digests
+        .iter()
+        .filter(|d| d.decision == Decision::Delete)
+        .map(|d| &d.digest)
+        .collect();
+    let mut expected: BTreeSet<&Digest> = wrappers.iter().collect();
+    expected.extend([&top, &image_digest]);
+    assert_eq!(deleted, expected);
+}
+
 /// An index pushed between plan and apply, nested deeper than the recheck
 /// reads: what it holds is unknown, so nothing of its repository is
 /// deleted (the planned image it holds among them).
@@ -1616,17 +1658,84 @@ fn an_index_dated_by_its_own_annotations_is_kept_in_its_grace_period() {
         &[(bare.clone(), oci_image, Some("linux/amd64"))],
         &labels("2020-01-01T00:00:00Z"),
     );
+    let built = now_utc();
     let outer = push_index_of(
         &format!("{repo}:2222222"),
         &[(inner, oci_index, None), (bare, oci_image, Some("linux/amd64"))],
-        &labels(&now_utc()),
+        &labels(&built),
     );
     let plan = plan_with(&client(), &reg, "{keep_last: 0, keep_younger_than: 30d, keep_tags: []}");
     let top = plan.repositories[0].digests.iter().find(|d| d.digest == outer).unwrap();
     assert_eq!(top.decision, Decision::Keep, "{top:#?}");
-    assert!(
-        top.created.as_deref().unwrap().starts_with(&now_utc()[..10]),
-        "{top:#?}"
+    assert!(top.created.as_deref() == Some(built.as_str()), "{top:#?}");
+}
+
+/// An entry two indexes down takes its missing labels from every index
+/// above it, not only from its parent: an untagged inner index built now
+/// (by the tagged index's annotations) stays in its grace period while the
+/// tagged index, dated by the image it chooses, expires.
+#[test]
+fn an_entry_deep_in_a_tree_takes_the_annotations_of_every_index_above() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/deep-labels");
+    let (oci_image, oci_index) = (
+        image_lifecycle::registry::MEDIA_OCI_MANIFEST,
+        image_lifecycle::registry::MEDIA_OCI_INDEX,
+    );
+    let old = push(
+        &repo,
+        &ImageSpec {
+            platform: Platform::default(),
+            ..image("j1", "2020-01-01T00:00:00Z")
+        },
+    );
+    let bare = push(
+        &repo,
+        &ImageSpec {
+            platform: Platform::default(),
+            layer: b"no labels".to_vec(),
+            ..Default::default()
+        },
+    );
+    let j2 = push_index_of(
+        &repo,
+        &[(bare.clone(), oci_image, Some("linux/amd64"))],
+        &BTreeMap::new(),
+    );
+    let i = push_index_of(
+        &repo,
+        &[
+            (old.clone(), oci_image, Some("linux/amd64")),
+            (j2.clone(), oci_index, None),
+        ],
+        &BTreeMap::new(),
+    );
+    let built = now_utc();
+    let labels = image_lifecycle::fixture::ci_labels(&revision("7777777"), "t", &built, "https://github.com/acme/web");
+    let top = push_index_of(&format!("{repo}:7777777"), &[(i.clone(), oci_index, None)], &labels);
+    let plan = plan_with(&client(), &reg, "{keep_last: 0, keep_younger_than: 30d, keep_tags: []}");
+    let by_digest: BTreeMap<&Digest, (Decision, Option<&str>)> = plan.repositories[0]
+        .digests
+        .iter()
+        .map(|d| (&d.digest, (d.decision, d.created.as_deref())))
+        .collect();
+    let old_date = Some("2020-01-01T00:00:00Z");
+    assert_eq!(
+        by_digest[&top],
+        (Decision::Delete, old_date),
+        "dated by the image it chooses"
+    );
+    assert_eq!(by_digest[&i], (Decision::Delete, old_date));
+    assert_eq!(by_digest[&old], (Decision::Delete, old_date));
+    assert_eq!(
+        by_digest[&j2],
+        (Decision::Keep, Some(built.as_str())),
+        "two indexes down"
+    );
+    assert_eq!(
+        by_digest[&bare],
+        (Decision::Keep, Some(built.as_str())),
+        "three indexes down"
     );
 }
 
