@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use oci_client::manifest::{OciImageIndex, OciImageManifest};
 
@@ -268,10 +269,7 @@ pub async fn describe(
             let node = read_node(client, repo, &m, platform, depth, context, chosen).await?;
             if let NodeKind::Index { annotations, direct } = &node.kind {
                 // Its own annotations, then those above it.
-                let mut above = annotations.clone();
-                for (k, v) in node.context.iter().flatten() {
-                    above.entry(k.clone()).or_insert_with(|| v.clone());
-                }
+                let above = Arc::new(ci_annotations(annotations, node.context.as_deref()));
                 let pick = direct.unwrap_or(0);
                 for (i, c) in node.entry.children.iter().enumerate() {
                     if !tree.nodes.contains_key(c) && queued.insert(c.clone()) {
@@ -297,6 +295,19 @@ pub async fn describe(
 /// Annotations, by key.
 type Annotations = BTreeMap<String, String>;
 
+/// The CI labels among `own` annotations, then among `above` for those
+/// missing: all that labels fall back to, so that what is passed down a
+/// tree stays four values however large the annotations.
+fn ci_annotations(own: &Annotations, above: Option<&Annotations>) -> Annotations {
+    crate::metadata::CI_LABELS
+        .iter()
+        .filter_map(|k| {
+            let v = own.get(*k).or_else(|| above.and_then(|a| a.get(*k)))?;
+            Some((k.to_string(), v.clone()))
+        })
+        .collect()
+}
+
 /// What [`describe`] read of one digest of an index tree: its entry
 /// (metadata not yet filled in) and what its labels are made of. Labels are
 /// worked out per use ([`Tree::labels`]): an image's fallback annotations
@@ -308,8 +319,9 @@ struct Node {
     /// How many indexes below the tagged one it was read.
     depth: usize,
     /// The annotations of the indexes above it where it was first met
-    /// (nearest first), for the labels of its own entry.
-    context: Option<Annotations>,
+    /// (nearest first), for the labels of its own entry; shared, not copied
+    /// per child.
+    context: Option<Arc<Annotations>>,
 }
 
 enum NodeKind {
@@ -345,7 +357,7 @@ impl Tree {
         let node = &self.nodes[digest];
         let mut entry = node.entry.clone();
         let steps = (MAX_INDEX_DEPTH + 1).saturating_sub(node.depth);
-        entry.metadata = self.labels(digest, node.context.as_ref(), platform, steps);
+        entry.metadata = self.labels(digest, node.context.as_deref(), platform, steps);
         entry
     }
 
@@ -391,21 +403,20 @@ impl Tree {
         steps: usize,
     ) -> ImageMetadata {
         let node = &self.nodes[digest];
-        let with = |own: &Annotations| {
-            let mut all = own.clone();
-            for (k, v) in inherited.into_iter().flatten() {
-                all.entry(k.clone()).or_insert_with(|| v.clone());
-            }
-            all
-        };
+        let with = |own: &Annotations| ci_annotations(own, inherited);
         match &node.kind {
             NodeKind::Image {
                 config,
                 config_digest,
                 annotations,
             } => metadata_of(config, config_digest, &with(annotations)),
-            NodeKind::Index { .. } | NodeKind::TooDeep if steps == 0 => ImageMetadata::default(),
+            // What it holds is unknown (and the cleanup holds its repository).
             NodeKind::TooDeep => ImageMetadata::default(),
+            // Read (nearer the top on another path), but no steps left to
+            // follow: the annotations alone.
+            NodeKind::Index { annotations, .. } if steps == 0 => {
+                ImageMetadata::from_labels(None, Some(&with(annotations)))
+            }
             NodeKind::Index { annotations, direct } => {
                 let annotations = with(annotations);
                 let children = &node.entry.children;
@@ -446,7 +457,7 @@ async fn read_node(
     manifest: &Manifest,
     platform: &Platform,
     depth: usize,
-    context: Option<Annotations>,
+    context: Option<Arc<Annotations>>,
     chose: bool,
 ) -> Result<Node, RegistryError> {
     let registry = repo.registry.as_str();
@@ -486,11 +497,12 @@ async fn read_node(
             .as_ref()
             .is_some_and(|p| platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref()))
     });
-    let annotations: Annotations = index
+    let all: Annotations = index
         .annotations
         .clone()
         .map(|a| a.into_iter().collect())
         .unwrap_or_default();
+    let annotations = ci_annotations(&all, None);
     Ok(Node {
         entry,
         kind: NodeKind::Index { annotations, direct },
@@ -572,11 +584,12 @@ async fn read_image(
         blobs.insert(parse_digest(registry, &l.digest)?, l.size.max(0) as u64);
     }
     let config = client.blob_get(repo, &config_digest, CONFIG_LIMIT).await?;
-    let annotations = img
+    let all: Annotations = img
         .annotations
         .clone()
         .map(|a| a.into_iter().collect())
         .unwrap_or_default();
+    let annotations = ci_annotations(&all, None);
     Ok(Node {
         entry: ImageEntry {
             digest: manifest.digest.clone(),

@@ -940,3 +940,42 @@ fn an_image_in_two_indexes_takes_the_annotations_of_the_one_reading_it() {
     assert_eq!(t["description"], "from the outer index");
     assert_eq!(t["created"], "2026-01-25T01:40:00Z");
 }
+
+/// An index reached at the end of the walk for labels (read nearer the top
+/// on another path, so no steps are left to follow it) still gives the
+/// annotations above it: here the tagged index's date.
+#[test]
+fn an_index_at_the_end_of_the_label_walk_keeps_the_annotations_above() {
+    let reg = Registry::start();
+    let repo = reg.repo("acme/web");
+    let arm = ImageSpec {
+        platform: "linux/arm64".parse::<Platform>().unwrap(),
+        layer: b"no labels".to_vec(),
+        ..Default::default()
+    };
+    // `x` has no linux/amd64 child, so every index picks its first child.
+    let x = push_multi(&repo, &[arm], &BTreeMap::new());
+    let mut chain = x.clone();
+    // The walk from the tag reaches `x` through the chain after
+    // MAX_INDEX_DEPTH + 1 steps; `x` itself is read one level down.
+    for _ in 0..image_lifecycle::image::MAX_INDEX_DEPTH {
+        chain = common::push_wrapper(&repo, &chain, 1);
+    }
+    let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
+    let labels = ci_labels(
+        &revision("0c0c0c0"),
+        "end of the walk",
+        "2026-01-25T01:50:00Z",
+        "https://github.com/acme/web",
+    );
+    let top = common::push_index_of(
+        &format!("{repo}:0c0c0c0"),
+        &[(chain, index, None), (x, index, None)],
+        &labels,
+    );
+    let v = json_run(&Env::new(), &["dev", &repo]);
+    let t = &v["tags"][0];
+    assert_eq!(t["digest"], top.to_string());
+    assert_eq!(t["created"], "2026-01-25T01:50:00Z");
+    assert_eq!(t["description"], "end of the walk");
+}
