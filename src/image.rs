@@ -269,7 +269,7 @@ pub async fn describe(
             let node = read_node(client, repo, &m, platform, depth, context, chosen).await?;
             if let NodeKind::Index { annotations, direct } = &node.kind {
                 // Its own annotations, then those above it.
-                let above = Arc::new(ci_annotations(annotations, node.context.as_deref()));
+                let above = Arc::new(ci_annotations(Some(annotations), node.context.as_deref()));
                 let pick = direct.unwrap_or(0);
                 for (i, c) in node.entry.children.iter().enumerate() {
                     if !tree.nodes.contains_key(c) && queued.insert(c.clone()) {
@@ -298,11 +298,11 @@ type Annotations = BTreeMap<String, String>;
 /// The CI labels among `own` annotations, then among `above` for those
 /// missing: all that labels fall back to, so that what is passed down a
 /// tree stays four values however large the annotations.
-fn ci_annotations(own: &Annotations, above: Option<&Annotations>) -> Annotations {
+fn ci_annotations(own: Option<&Annotations>, above: Option<&Annotations>) -> Annotations {
     crate::metadata::CI_LABELS
         .iter()
         .filter_map(|k| {
-            let v = own.get(*k).or_else(|| above.and_then(|a| a.get(*k)))?;
+            let v = own.and_then(|a| a.get(*k)).or_else(|| above.and_then(|a| a.get(*k)))?;
             Some((k.to_string(), v.clone()))
         })
         .collect()
@@ -403,7 +403,7 @@ impl Tree {
         steps: usize,
     ) -> ImageMetadata {
         let node = &self.nodes[digest];
-        let with = |own: &Annotations| ci_annotations(own, inherited);
+        let with = |own: &Annotations| ci_annotations(Some(own), inherited);
         match &node.kind {
             NodeKind::Image {
                 config,
@@ -497,12 +497,7 @@ async fn read_node(
             .as_ref()
             .is_some_and(|p| platform.matches(&p.os.to_string(), &p.architecture.to_string(), p.variant.as_deref()))
     });
-    let all: Annotations = index
-        .annotations
-        .clone()
-        .map(|a| a.into_iter().collect())
-        .unwrap_or_default();
-    let annotations = ci_annotations(&all, None);
+    let annotations = ci_annotations(index.annotations.as_ref(), None);
     Ok(Node {
         entry,
         kind: NodeKind::Index { annotations, direct },
@@ -584,12 +579,7 @@ async fn read_image(
         blobs.insert(parse_digest(registry, &l.digest)?, l.size.max(0) as u64);
     }
     let config = client.blob_get(repo, &config_digest, CONFIG_LIMIT).await?;
-    let all: Annotations = img
-        .annotations
-        .clone()
-        .map(|a| a.into_iter().collect())
-        .unwrap_or_default();
-    let annotations = ci_annotations(&all, None);
+    let annotations = ci_annotations(img.annotations.as_ref(), None);
     Ok(Node {
         entry: ImageEntry {
             digest: manifest.digest.clone(),
