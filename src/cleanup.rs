@@ -26,7 +26,10 @@
 //!   only by a kept parent, a deploy record naming it, or its own `created`
 //!   within the grace period; a tagged child is also decided as a top-level
 //!   digest, and keep wins. So a child goes only when every index that
-//!   holds it goes.
+//!   holds it goes. And no kept untagged child is left without a kept index
+//!   (no tag and no index: no later scan would see it): an untagged child
+//!   its grace period keeps keeps every index holding it, as a deployed one
+//!   does.
 //! * A tag that points to a digest missing from the listing (its manifest
 //!   could not be read), or an index nested too deep for its children to
 //!   be read ([`crate::image::MAX_INDEX_DEPTH`]), keeps every digest of its
@@ -174,6 +177,10 @@ pub enum Reason {
     /// the index would leave the child untagged and unreferenced, which a
     /// registry's collection of untagged manifests takes.
     HoldsProtected { digest: Digest },
+    /// An index holding the untagged `digest`, kept by its grace period or
+    /// held itself: deleted, the last index holding it would leave it with
+    /// no tag and no index, which no later scan sees.
+    HoldsKept { digest: Digest },
     /// Any digest of a repository where a tagged manifest could not be read
     /// (`indexes`): that one may be an index holding this one (tagged
     /// platform images included), so nothing of the repository goes.
@@ -220,6 +227,7 @@ impl fmt::Display for Reason {
             Reason::Undated => f.write_str("undated, keep_undated"),
             Reason::ChildOfKeptIndex { index } => write!(f, "child of kept index {}", index.short(12)),
             Reason::HoldsProtected { digest } => write!(f, "holds protected {}", digest.short(12)),
+            Reason::HoldsKept { digest } => write!(f, "holds kept untagged {}", digest.short(12)),
             Reason::MaybeInUnreadable { indexes } => {
                 f.write_str("may be in unreadable ")?;
                 let short: Vec<&str> = indexes.iter().map(|d| d.short(12)).collect();
@@ -752,6 +760,29 @@ fn plan_repository(
         }
     }
 
+    // Up from an untagged child its grace period keeps: every index holding
+    // it, transitively through untagged ones. Deleted, the last of them would
+    // leave it with no tag and no index, which no later scan sees. Every
+    // index, not only one: keeping more never makes the plan delete
+    // something else. (Not from what only a reviewed plan keeps: it keeps
+    // every digest that plan did not delete, including children of indexes
+    // it did, so the plan's own deletions would no longer give the plan.)
+    let mut up: Vec<usize> = (0..nodes.len())
+        .filter(|&i| !nodes[i].top && nodes[i].reasons.iter().any(|r| matches!(r, Reason::YoungerThan { .. })))
+        .collect();
+    let mut held = vec![false; nodes.len()];
+    while let Some(i) = up.pop() {
+        let child = nodes[i].digest;
+        let parents: Vec<usize> = nodes[i].parents.iter().filter_map(|p| index.get(p).copied()).collect();
+        for p in parents {
+            nodes[p].reasons.push(Reason::HoldsKept { digest: child.clone() });
+            if !held[p] && !nodes[p].top {
+                held[p] = true;
+                up.push(p);
+            }
+        }
+    }
+
     // Children of kept indexes, transitively.
     let mut kept: Vec<bool> = nodes.iter().map(|n| !n.reasons.is_empty()).collect();
     let mut queue: Vec<usize> = (0..nodes.len()).filter(|&i| kept[i]).collect();
@@ -1141,6 +1172,10 @@ mod tests {
             (
                 Reason::HoldsProtected { digest: d.clone() },
                 format!("holds protected {}", d.short(12)),
+            ),
+            (
+                Reason::HoldsKept { digest: d.clone() },
+                format!("holds kept untagged {}", d.short(12)),
             ),
             (
                 Reason::MaybeInUnreadable {

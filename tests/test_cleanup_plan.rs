@@ -682,6 +682,107 @@ fn an_index_holding_a_deployed_platform_image_is_kept() {
     assert_eq!(find(&p, "acme/multi", &other).decision, Decision::Delete);
 }
 
+/// An index expires by the date of the image it chooses; a newer untagged
+/// image beside it (another platform, or an inner index with its own date)
+/// is kept by its own grace period. Every index holding it stays with it
+/// (`holds_kept`), and the outer index with the inner one: deleted, they
+/// would leave it with nothing pointing to it and no later scan seeing it.
+/// Tagged, it needs no index: they go.
+#[test]
+fn a_young_untagged_child_keeps_the_indexes_holding_it() {
+    let (outer, inner, amd, young, other) = (
+        digest("outer"),
+        digest("inner"),
+        digest("amd64"),
+        digest("young"),
+        digest("other"),
+    );
+    let (old, new) = (Some(hours_ago(5000)), Some(hours_ago(2)));
+    let listing = |young_tag: Option<&str>| RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/multi".into(),
+        tags: [("aaaaaaa", &outer), ("bbbbbbb", &other)]
+            .into_iter()
+            .chain(young_tag.map(|t| (t, &young)))
+            .map(|(t, d)| (t.to_string(), d.clone()))
+            .collect(),
+        images: [
+            (
+                outer.clone(),
+                entry(
+                    &outer,
+                    ManifestKind::Index,
+                    old.clone(),
+                    std::slice::from_ref(&inner),
+                    &[],
+                ),
+            ),
+            (
+                inner.clone(),
+                entry(
+                    &inner,
+                    ManifestKind::Index,
+                    old.clone(),
+                    &[amd.clone(), young.clone()],
+                    &[],
+                ),
+            ),
+            (amd.clone(), entry(&amd, ManifestKind::Image, old.clone(), &[], &[])),
+            (young.clone(), entry(&young, ManifestKind::Image, new.clone(), &[], &[])),
+            (
+                other.clone(),
+                entry(
+                    &other,
+                    ManifestKind::Index,
+                    old.clone(),
+                    std::slice::from_ref(&young),
+                    &[],
+                ),
+            ),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
+        .parse()
+        .unwrap();
+    let decisions = |p: &Plan| -> Vec<Decision> {
+        [&outer, &inner, &amd, &young, &other]
+            .map(|d| find(p, "acme/multi", d).decision)
+            .to_vec()
+    };
+    use Decision::{Delete, Keep};
+
+    let p = plan(&[listing(None)], &[], &policy, now());
+    assert_eq!(decisions(&p), [Keep, Keep, Keep, Keep, Keep]);
+    assert_eq!(
+        find(&p, "acme/multi", &inner).reasons,
+        [
+            Reason::ChildOfKeptIndex { index: outer.clone() },
+            Reason::HoldsKept { digest: young.clone() }
+        ]
+    );
+    assert_eq!(
+        find(&p, "acme/multi", &outer).reasons,
+        [Reason::HoldsKept { digest: inner.clone() }]
+    );
+    assert_eq!(
+        find(&p, "acme/multi", &other).reasons,
+        [Reason::HoldsKept { digest: young.clone() }]
+    );
+    assert_eq!(
+        find(&p, "acme/multi", &amd).reasons,
+        [Reason::ChildOfKeptIndex { index: inner.clone() }]
+    );
+    assert!(
+        render_plan(&p).contains(&format!("holds kept untagged {}", young.short(12))),
+        "{}",
+        render_plan(&p)
+    );
+
+    let p = plan(&[listing(Some("ccccccc"))], &[], &policy, now());
+    assert_eq!(decisions(&p), [Delete, Delete, Delete, Keep, Delete]);
+}
+
 /// A tagged manifest that could not be read may be an index holding
 /// anything of the repository (tagged platform images too): nothing of the
 /// repository goes, and no index goes to leave its children unreferenced.
@@ -1279,6 +1380,22 @@ fn parents(l: &RepositoryListing) -> HashMap<&Digest, Vec<&Digest>> {
     out
 }
 
+/// No kept digest that no tag points to is left with every index holding
+/// it deleted: nothing would point to it, and no later scan would see it.
+fn no_kept_child_is_stranded(l: &RepositoryListing, m: &HashMap<&Digest, &DigestPlan>) -> Result<(), TestCaseError> {
+    for (d, ps) in parents(l) {
+        let x = m[d];
+        if x.decision == Decision::Keep && x.tags.is_empty() {
+            prop_assert!(
+                ps.iter().any(|p| m[p].decision == Decision::Keep),
+                "{} kept, untagged, and every index holding it deleted",
+                d
+            );
+        }
+    }
+    Ok(())
+}
+
 fn config() -> ProptestConfig {
     ProptestConfig::with_cases(256)
 }
@@ -1414,6 +1531,7 @@ proptest! {
                     }
                 }
             }
+            no_kept_child_is_stranded(l, &m)?;
             // An untagged child no deploy or grace period holds goes with
             // its last index.
             let grace = c.policy.retention_for(&l.repository).keep_younger_than;

@@ -1672,8 +1672,10 @@ fn an_index_dated_by_its_own_annotations_is_kept_in_its_grace_period() {
 
 /// An entry two indexes down takes its missing labels from every index
 /// above it, not only from its parent: an untagged inner index built now
-/// (by the tagged index's annotations) stays in its grace period while the
-/// tagged index, dated by the image it chooses, expires.
+/// (by the tagged index's annotations) is in its grace period while the
+/// tagged index is dated by the old image it chooses. The young one keeps
+/// the indexes above it (deleted, they would leave it with nothing pointing
+/// to it), and with them the old image.
 #[test]
 fn an_entry_deep_in_a_tree_takes_the_annotations_of_every_index_above() {
     let reg = Registry::start();
@@ -1722,11 +1724,25 @@ fn an_entry_deep_in_a_tree_takes_the_annotations_of_every_index_above() {
     let old_date = Some("2020-01-01T00:00:00Z");
     assert_eq!(
         by_digest[&top],
-        (Decision::Delete, old_date),
-        "dated by the image it chooses"
+        (Decision::Keep, old_date),
+        "dated by the image it chooses, held by the young one"
     );
-    assert_eq!(by_digest[&i], (Decision::Delete, old_date));
-    assert_eq!(by_digest[&old], (Decision::Delete, old_date));
+    assert_eq!(by_digest[&i], (Decision::Keep, old_date));
+    assert_eq!(by_digest[&old], (Decision::Keep, old_date));
+    let reasons = |d: &Digest| {
+        &plan.repositories[0]
+            .digests
+            .iter()
+            .find(|x| &x.digest == d)
+            .unwrap()
+            .reasons
+    };
+    assert_eq!(reasons(&top), &[Reason::HoldsKept { digest: i.clone() }]);
+    assert!(
+        reasons(&i).contains(&Reason::HoldsKept { digest: j2.clone() }),
+        "{:?}",
+        reasons(&i)
+    );
     assert_eq!(
         by_digest[&j2],
         (Decision::Keep, Some(built.as_str())),
