@@ -11,7 +11,7 @@
 //! manifests reclaims it (distribution 3: `garbage-collect --delete-untagged`).
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -485,10 +485,11 @@ impl<'a> Untagger<'a> {
 async fn reachable(client: &Client, repo: &Reference, digest: &Digest) -> Result<Vec<Digest>, UntagError> {
     let children = crate::image::index_children(client, repo, std::slice::from_ref(digest), &|_| false).await?;
     let mut out = vec![digest.clone()];
+    let mut seen: HashSet<&Digest> = HashSet::from([digest]);
     let mut i = 0;
     while i < out.len() {
         for c in children.get(&out[i]).into_iter().flatten() {
-            if !out.contains(c) {
+            if seen.insert(c) {
                 out.push(c.clone());
             }
         }
