@@ -514,18 +514,23 @@ fn deployed_why(digest: &Digest, at: &[String], others_unknown: bool) -> String 
 /// host runs or may roll back to; for an index, also a platform image of
 /// it deployed by digest) without tags, or with its other tags unknown.
 /// Records are matched by repository path on any registry host, as the
-/// cleanup matches them. A dry run of its own: the tag lists and each tag
-/// are read. Returns warnings: deploy state that names nothing of this
-/// registry protects nothing here (the wrong workspaces?).
+/// cleanup matches them. A dry run with `dry`: give a dry run's own
+/// untagger and print the outcomes returned rather than run it again; an
+/// apply's untagger must not be given (the dry run takes the tags from
+/// what it knows). Returns the outcomes, in the order of `refs`, and
+/// warnings: deploy state that names nothing of this registry protects
+/// nothing here (the wrong workspaces?).
 pub async fn check_deployed(
-    client: &Client,
+    dry: &mut Untagger<'_>,
     refs: &[Reference],
     states: &[DeployState],
-) -> Result<Vec<String>, UntagError> {
+) -> Result<(Vec<UntagOutcome>, Vec<String>), UntagError> {
+    let client = dry.client;
     let mut warnings = Vec::new();
-    let mut dry = Untagger::new(client);
+    let mut outcomes = Vec::with_capacity(refs.len());
     for r in refs {
         let outcome = dry.untag(r, false).await?;
+        outcomes.push(outcome.clone());
         let others_unknown = outcome.remaining_tags.is_none();
         if outcome.remaining_tags.as_ref().is_some_and(|t| !t.is_empty()) {
             continue;
@@ -578,7 +583,7 @@ pub async fn check_deployed(
             ));
         }
     }
-    Ok(warnings)
+    Ok((outcomes, warnings))
 }
 
 /// A minimal OCI manifest unique to this tag and moment.

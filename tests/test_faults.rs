@@ -1071,6 +1071,32 @@ fn registry_untag_of_many_tags_reads_the_repository_once() {
     assert_eq!(count("HEAD", "/manifests/"), 5 + 4);
     assert_eq!(tags(&reg, "acme/web"), ["5555555", "6666666", "b1", "b2", "b3"]);
 
+    // With deploy state (naming another digest), the check is the dry run:
+    // the same output and reads, and the manifest of the digest left
+    // without tags, for what it holds.
+    let env = Env::new();
+    let state = env.home.path().join("dev.json");
+    let other = manifest_digest(&reg, "acme/web", "6666666").unwrap();
+    std::fs::write(
+        &state,
+        serde_json::json!({"workspace": "dev", "hosts": ["web1"], "records": [{"host": "web1", "app": "web",
+            "workspace": "dev", "image": format!("{}/acme/web", faulty.host()), "digest": other}]})
+        .to_string(),
+    )
+    .unwrap();
+    let before = faulty.server.requests().len();
+    let checked = run(
+        &env,
+        UNTAG,
+        &[args.as_slice(), &["--protected", state.to_str().unwrap()]].concat(),
+    );
+    assert_eq!(checked.code, 0, "{}", checked.err);
+    assert_eq!(checked.out, dry.out);
+    let count = |method: &str, path: &str| faulty.count_since(before, method, path);
+    assert_eq!(count("GET", "/tags/list"), 1, "one tag list for the run");
+    assert_eq!(count("HEAD", "/manifests/"), 5 + 4);
+    assert_eq!(count("GET", "/manifests/"), 1);
+
     // A tag named twice is untagged once.
     let before = faulty.server.requests().len();
     let twice = [&args[..1], args.as_slice(), &["--apply"]].concat();

@@ -74,13 +74,22 @@ fn run(args: Args) -> Result<(), Failure> {
     for r in &refs {
         rt.block_on(untagger.check(r)).map_err(failure)?;
     }
+    // A dry run's check is its dry run: the tags are read once.
+    let mut checked = None;
     if !states.is_empty() {
-        for w in rt.block_on(check_deployed(&client, &refs, &states)).map_err(failure)? {
+        let mut own = Untagger::new(&client);
+        let dry = if args.apply { &mut own } else { &mut untagger };
+        let (dry_outcomes, warnings) = rt.block_on(check_deployed(dry, &refs, &states)).map_err(failure)?;
+        for w in warnings {
             cli::warn(&w);
         }
+        checked = (!args.apply).then(|| dry_outcomes.into_iter());
     }
     for r in &refs {
-        let o = rt.block_on(untagger.untag(r, args.apply)).map_err(failure)?;
+        let o = match checked.as_mut().and_then(Iterator::next) {
+            Some(o) => o,
+            None => rt.block_on(untagger.untag(r, args.apply)).map_err(failure)?,
+        };
         if !args.json {
             cli::print_stdout(&format!("{}\n", o.render()))?;
         }
