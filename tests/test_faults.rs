@@ -951,6 +951,93 @@ fn registry_overview_without_a_catalog_says_so_and_what_reads_one_repository() {
     );
 }
 
+/// A host that is not a registry (a web server, a proxy with nothing
+/// behind it) answers 404 to every path: a missing tag (exit 3) and a
+/// DELETE "already gone" would be wrong. Its `/v2/` answering 404 too says
+/// it is not a registry (exit 5), asked once per run; a registry's own 404
+/// (a HEAD has no error body) stays "not found" after the same one GET.
+#[test]
+fn a_host_answering_404_everywhere_is_not_a_registry() {
+    let web = FaultServer::start(None, Arc::new(|_: &Req| Action::Respond(Resp::new(404, "Not Found"))));
+    let api_root = |s: &FaultServer| s.requests().iter().filter(|r| r.path == "/v2/").count();
+    let cases: [(&str, Vec<String>); 4] = [
+        (RESOLVE, vec![format!("{}/acme/web:1111111", web.host)]),
+        (
+            RESOLVE,
+            vec![format!(
+                "{}/acme/web@{}",
+                web.host,
+                image_lifecycle::reference::Digest::sha256_of(b"x")
+            )],
+        ),
+        (IMAGES, vec!["dev".into(), format!("{}/acme/web", web.host)]),
+        (REGISTRY, vec![web.host.clone()]),
+    ];
+    for (bin, args) in &cases {
+        let before = api_root(&web);
+        let args: Vec<&str> = args.iter().map(String::as_str).chain(["--timeout", "5"]).collect();
+        let r = run(&Env::new(), bin, &args);
+        assert_failure(&r, 5, &format!("{bin} {args:?}"));
+        assert!(
+            r.err.contains(&format!(
+                "`{}` does not answer as a registry: `http://{}/v2/` answered 404",
+                web.host, web.host
+            )),
+            "{}",
+            r.err
+        );
+        assert!(r.err.contains("check the host, port and scheme"), "{}", r.err);
+        assert_eq!(api_root(&web) - before, 1, "{bin}: `/v2/` asked once");
+    }
+    // registry_untag and registry_cleanup: nothing is taken for deleted.
+    let untag = run(
+        &Env::new(),
+        UNTAG,
+        &[&format!("{}/acme/web:1111111", web.host), "--apply"],
+    );
+    assert_failure(&untag, 5, "untag");
+    assert!(untag.err.contains("does not answer as a registry"), "{}", untag.err);
+    assert_eq!(web.requests().iter().filter(|r| r.method == "DELETE").count(), 0);
+
+    // A registry's own 404: not found. With its error body (to a GET) as
+    // it is; without (to a HEAD), after one GET of `/v2/`.
+    let reg = registry_with_images();
+    let faulty = Faulty::start(&reg.host, vec![]);
+    let r = run(&Env::new(), RESOLVE, &[&format!("{}/acme/web:0000000", faulty.host())]);
+    assert_failure(&r, 3, "a missing tag");
+    assert_eq!(api_root(&faulty.server), 0, "a 404 with a registry's error body");
+    let r = run(&Env::new(), UNTAG, &[&format!("{}/acme/web:0000000", faulty.host())]);
+    assert_failure(&r, 3, "a missing tag");
+    assert_eq!(faulty.count("HEAD", "/manifests/0000000"), 1);
+    assert_eq!(api_root(&faulty.server), 1);
+    // Two tags listed but gone when read (a 404 without a body): left
+    // out, `/v2/` asked once.
+    let lagging = FaultServer::start(
+        Some(reg.host.clone()),
+        Arc::new(|req: &Req| {
+            if req.path.ends_with("/manifests/1111111") || req.path.ends_with("/manifests/latest") {
+                Action::Respond(Resp::new(404, ""))
+            } else {
+                Action::Forward
+            }
+        }),
+    );
+    let r = run(
+        &Env::new(),
+        IMAGES,
+        &["dev", &format!("{}/acme/web", lagging.host), "--json"],
+    );
+    let listed = json(&r, "two tags gone");
+    let tags: Vec<&str> = listed["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tag"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags, ["2222222"]);
+    assert_eq!(api_root(&lagging), 1, "once per run");
+}
+
 #[test]
 fn registry_overview_refuses_a_catalog_page_on_another_host_which_receives_nothing() {
     let reg = registry_with_images();

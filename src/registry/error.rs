@@ -104,6 +104,11 @@ pub enum RegistryError {
         what: String,
         detail: String,
     },
+    /// A 404 came from a host whose API root `/v2/` answers 404 too: not a
+    /// registry (a web server, or a proxy without the registry behind it),
+    /// so its 404 says nothing about the repository or tag (exit 5).
+    #[error("`{registry}` does not answer as a registry: `{url}` answered 404 (a registry answers 200 or 401)")]
+    NotARegistry { registry: String, url: String },
     /// The registry does not allow this operation, e.g. deletes (exit 1).
     #[error("`{registry}` does not support {operation} ({status}){}", detail_suffix(.detail))]
     Unsupported {
@@ -129,7 +134,8 @@ impl RegistryError {
             | RegistryError::Timeout { .. }
             | RegistryError::Status { .. }
             | RegistryError::DigestMismatch { .. }
-            | RegistryError::Invalid { .. } => 5,
+            | RegistryError::Invalid { .. }
+            | RegistryError::NotARegistry { .. } => 5,
             RegistryError::Unsupported { .. } => 1,
         }
     }
@@ -165,6 +171,11 @@ impl RegistryError {
                 "the registry, a proxy or the cache served wrong content; nothing was used".into()
             }
             RegistryError::Invalid { .. } => "the registry does not follow the distribution API here".into(),
+            RegistryError::NotARegistry { .. } => {
+                "check the host, port and scheme: the registry's API is `/v2/` at the host named (behind a proxy, \
+                 check that it forwards `/v2/`)"
+                    .into()
+            }
             RegistryError::Unsupported { operation, .. } if operation.contains("delet") => {
                 "enable deletes in the registry configuration (`storage.delete.enabled: true` for the distribution \
                  registry) and retry"

@@ -164,6 +164,10 @@ pub struct Client {
     /// two manifests, waits and then reads it from the cache instead of
     /// fetching it again.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per registry, once a 404 without a registry's error body came: whether
+    /// its API root `/v2/` answers as a registry's does (see
+    /// [`Client::confirm_registry`]).
+    api_roots: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<bool>>>>,
 }
 
 impl Client {
@@ -189,6 +193,7 @@ impl Client {
             schemes: Mutex::new(HashMap::new()),
             tokens: Mutex::new(TokenCache::default()),
             fetching: Mutex::new(HashMap::new()),
+            api_roots: Mutex::new(HashMap::new()),
         })
     }
 
@@ -923,7 +928,47 @@ impl Client {
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(registry, scope);
             }
+            if ans.status == StatusCode::NOT_FOUND && ErrorBody::parse(&ans.body).errors.is_empty() {
+                self.confirm_registry(registry, &base, deadline).await?;
+            }
             return Ok(ans);
+        }
+    }
+
+    /// A 404 without a registry's error body (any 404 to a HEAD) is taken
+    /// for "not found" only when the host's API root `/v2/` does not answer
+    /// 404 too, as a web server, or a proxy without the registry behind it,
+    /// does for every path: else a wrong host or port would read as a
+    /// missing tag (exit 3), and a DELETE as "already gone". One GET per
+    /// registry and run, the first time; an error reaching `/v2/` leaves the
+    /// 404 as it is.
+    async fn confirm_registry(&self, registry: &str, base: &str, deadline: Instant) -> Result<(), RegistryError> {
+        let cell = self
+            .api_roots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(registry.to_string())
+            .or_default()
+            .clone();
+        let url = format!("{base}/v2/");
+        let is_registry = *cell
+            .get_or_init(|| async {
+                match self
+                    .send_with_retries(registry, &Method::GET, &url, None, None, None, 1 << 16, deadline)
+                    .await
+                {
+                    Ok(root) => root.status != StatusCode::NOT_FOUND,
+                    Err(_) => true,
+                }
+            })
+            .await;
+        if is_registry {
+            Ok(())
+        } else {
+            Err(RegistryError::NotARegistry {
+                registry: registry.to_string(),
+                url,
+            })
         }
     }
 
