@@ -13,7 +13,8 @@
 //!   is kept too), when one
 //!   of its tags matches `keep_tags`, when it is among the `keep_last`
 //!   newest, when it is younger than `keep_younger_than`, when it is undated
-//!   and `keep_undated` is set, or when it is a child of a kept index;
+//!   and `keep_undated` is set, when it is a child of a kept index, or when
+//!   it is an index holding an untagged child kept so (below);
 //! * **deleted** otherwise, with the reason no rule kept it.
 //!
 //! What holds:
@@ -29,7 +30,9 @@
 //!   holds it goes. And no kept untagged child is left without a kept index
 //!   (no tag and no index: no later scan would see it): an untagged child
 //!   its grace period keeps keeps every index holding it, as a deployed one
-//!   does.
+//!   does, and one a reviewed plan keeps keeps them when all would go. The
+//!   recheck before deleting skips an index whose kept child lost its tags
+//!   since the plan ([`SkipReason::HoldsUntagged`]).
 //! * A tag that points to a digest missing from the listing (its manifest
 //!   could not be read), or an index nested too deep for its children to
 //!   be read ([`crate::image::MAX_INDEX_DEPTH`]), keeps every digest of its
@@ -177,9 +180,11 @@ pub enum Reason {
     /// the index would leave the child untagged and unreferenced, which a
     /// registry's collection of untagged manifests takes.
     HoldsProtected { digest: Digest },
-    /// An index holding the untagged `digest`, kept by its grace period or
-    /// held itself: deleted, the last index holding it would leave it with
-    /// no tag and no index, which no later scan sees.
+    /// An index without a reason of its own holding the untagged `digest`,
+    /// kept by its grace period (or an untagged index kept so), or kept by
+    /// a reviewed plan while every index holding it would go: deleted, the
+    /// last index holding it would leave it with no tag and no index, which
+    /// no later scan sees.
     HoldsKept { digest: Digest },
     /// Any digest of a repository where a tagged manifest could not be read
     /// (`indexes`): that one may be an index holding this one (tagged
@@ -770,11 +775,16 @@ fn plan_repository(
     let mut up: Vec<usize> = (0..nodes.len())
         .filter(|&i| !nodes[i].top && nodes[i].reasons.iter().any(|r| matches!(r, Reason::YoungerThan { .. })))
         .collect();
+    // An index with a reason of its own is kept, and passes it up itself
+    // (its grace period, a deploy record) or is tagged: only the others
+    // take the reason, so a young multi-arch image does not list one per
+    // platform.
+    let own: Vec<bool> = nodes.iter().map(|n| !n.reasons.is_empty()).collect();
     let mut held = vec![false; nodes.len()];
     while let Some(i) = up.pop() {
         let child = nodes[i].digest;
         let parents: Vec<usize> = nodes[i].parents.iter().filter_map(|p| index.get(p).copied()).collect();
-        for p in parents {
+        for p in parents.into_iter().filter(|&p| !own[p]) {
             nodes[p].reasons.push(Reason::HoldsKept { digest: child.clone() });
             if !held[p] && !nodes[p].top {
                 held[p] = true;
@@ -783,19 +793,42 @@ fn plan_repository(
         }
     }
 
-    // Children of kept indexes, transitively.
+    // Children of kept indexes, transitively; then stranded children.
     let mut kept: Vec<bool> = nodes.iter().map(|n| !n.reasons.is_empty()).collect();
     let mut queue: Vec<usize> = (0..nodes.len()).filter(|&i| kept[i]).collect();
-    while let Some(i) = queue.pop() {
-        let Some(e) = nodes[i].entry else { continue };
-        let parent = nodes[i].digest;
-        for c in unique_children(e, &index) {
-            nodes[c]
-                .reasons
-                .push(Reason::ChildOfKeptIndex { index: parent.clone() });
-            if !kept[c] {
-                kept[c] = true;
-                queue.push(c);
+    loop {
+        while let Some(i) = queue.pop() {
+            let Some(e) = nodes[i].entry else { continue };
+            let parent = nodes[i].digest;
+            for c in unique_children(e, &index) {
+                nodes[c]
+                    .reasons
+                    .push(Reason::ChildOfKeptIndex { index: parent.clone() });
+                if !kept[c] {
+                    kept[c] = true;
+                    queue.push(c);
+                }
+            }
+        }
+        // A kept untagged child every index of which goes keeps them all,
+        // and what they hold. Only a reviewed plan leaves one so (its
+        // `NotInReviewedPlan` keeps what it did not delete, whose tag may
+        // have gone since), so a plan without one is as above.
+        let stranded: Vec<usize> = (0..nodes.len())
+            .filter(|&i| kept[i] && !nodes[i].top && nodes[i].parents.iter().all(|p| !kept[index[p]]))
+            .collect();
+        if stranded.is_empty() {
+            break;
+        }
+        for i in stranded {
+            let child = nodes[i].digest;
+            let ps: Vec<usize> = nodes[i].parents.iter().map(|p| index[p]).collect();
+            for p in ps {
+                nodes[p].reasons.push(Reason::HoldsKept { digest: child.clone() });
+                if !kept[p] {
+                    kept[p] = true;
+                    queue.push(p);
+                }
             }
         }
     }
@@ -967,9 +1000,27 @@ impl RepositoryPlan {
                 new_parent.entry(k).or_insert(index);
             }
         }
+        // A digest that stays (kept, or skipped below as its tags changed)
+        // with no tag now and every index holding it planned for deletion:
+        // those indexes stay, or nothing would point to it.
+        let deletions = self.deletions();
+        let planned: HashSet<&Digest> = deletions.iter().map(|d| &d.digest).collect();
+        let mut holds_untagged: HashMap<&Digest, &Digest> = HashMap::new();
+        for d in &self.digests {
+            let stays = d.decision == Decision::Keep || !d.tags.is_empty();
+            if stays
+                && !tags_now.contains_key(&d.digest)
+                && !d.parents.is_empty()
+                && d.parents.iter().all(|p| planned.contains(p))
+            {
+                for p in &d.parents {
+                    holds_untagged.entry(p).or_insert(&d.digest);
+                }
+            }
+        }
         let mut skipped_set: HashSet<&Digest> = HashSet::new();
         let mut out = Recheck::default();
-        for d in self.deletions() {
+        for d in deletions {
             let now: Vec<&str> = tags_now.get(&d.digest).cloned().unwrap_or_default();
             let reason = if now != d.tags.iter().map(String::as_str).collect::<Vec<_>>() {
                 Some(SkipReason::TagsChanged {
@@ -978,10 +1029,12 @@ impl RepositoryPlan {
                 })
             } else if let Some(p) = d.parents.iter().find(|p| skipped_set.contains(p)) {
                 Some(SkipReason::IndexSkipped { index: p.clone() })
+            } else if let Some(i) = new_parent.get(&d.digest) {
+                Some(SkipReason::InNewIndex { index: (*i).clone() })
             } else {
-                new_parent
+                holds_untagged
                     .get(&d.digest)
-                    .map(|i| SkipReason::InNewIndex { index: (*i).clone() })
+                    .map(|c| SkipReason::HoldsUntagged { digest: (*c).clone() })
             };
             match reason {
                 Some(reason) => {
@@ -1024,6 +1077,10 @@ pub enum SkipReason {
     IndexSkipped { index: Digest },
     /// An index pushed since the plan holds it.
     InNewIndex { index: Digest },
+    /// It holds `digest`, which stays (kept, or skipped for its tags) but
+    /// has no tag now, and every index holding it was planned for deletion:
+    /// deleted, they would leave it with nothing pointing to it.
+    HoldsUntagged { digest: Digest },
 }
 
 impl fmt::Display for SkipReason {
@@ -1035,6 +1092,9 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::IndexSkipped { index } => write!(f, "its index {} was skipped", index.short(12)),
             SkipReason::InNewIndex { index } => write!(f, "held by the new index {}", index.short(12)),
+            SkipReason::HoldsUntagged { digest } => {
+                write!(f, "holds {}, which stays and has no tag now", digest.short(12))
+            }
         }
     }
 }

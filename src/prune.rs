@@ -491,6 +491,9 @@ pub enum SkipCause {
     IndexSkipped { index: Digest },
     /// An index pushed since the plan holds it.
     InNewIndex { index: Digest },
+    /// It holds `digest`, which stays but has no tag now, and every index
+    /// holding it was planned for deletion.
+    HoldsUntagged { digest: Digest },
     /// The repository could not be read again just before deleting, so
     /// none of its deletions was made (fail closed).
     RecheckFailed { error: String },
@@ -508,6 +511,7 @@ impl From<SkipReason> for SkipCause {
             SkipReason::TagsChanged { planned, now } => SkipCause::TagsChanged { planned, now },
             SkipReason::IndexSkipped { index } => SkipCause::IndexSkipped { index },
             SkipReason::InNewIndex { index } => SkipCause::InNewIndex { index },
+            SkipReason::HoldsUntagged { digest } => SkipCause::HoldsUntagged { digest },
         }
     }
 }
@@ -522,6 +526,7 @@ impl std::fmt::Display for SkipCause {
             .fmt(f),
             SkipCause::IndexSkipped { index } => SkipReason::IndexSkipped { index: index.clone() }.fmt(f),
             SkipCause::InNewIndex { index } => SkipReason::InNewIndex { index: index.clone() }.fmt(f),
+            SkipCause::HoldsUntagged { digest } => SkipReason::HoldsUntagged { digest: digest.clone() }.fmt(f),
             SkipCause::RecheckFailed { error } => {
                 write!(
                     f,

@@ -687,7 +687,8 @@ fn an_index_holding_a_deployed_platform_image_is_kept() {
 /// is kept by its own grace period. Every index holding it stays with it
 /// (`holds_kept`), and the outer index with the inner one: deleted, they
 /// would leave it with nothing pointing to it and no later scan seeing it.
-/// Tagged, it needs no index: they go.
+/// An index kept by a reason of its own (`other`, young too) lists only
+/// that. Tagged, the young image needs no index: the old ones go.
 #[test]
 fn a_young_untagged_child_keeps_the_indexes_holding_it() {
     let (outer, inner, amd, young, other) = (
@@ -698,12 +699,13 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
         digest("other"),
     );
     let (old, new) = (Some(hours_ago(5000)), Some(hours_ago(2)));
-    let listing = |young_tag: Option<&str>| RepositoryListing {
+    let listing = |young_tag: Option<&str>, inner_tag: Option<&str>| RepositoryListing {
         registry: REGISTRY.into(),
         repository: "acme/multi".into(),
         tags: [("aaaaaaa", &outer), ("bbbbbbb", &other)]
             .into_iter()
             .chain(young_tag.map(|t| (t, &young)))
+            .chain(inner_tag.map(|t| (t, &inner)))
             .map(|(t, d)| (t.to_string(), d.clone()))
             .collect(),
         images: [
@@ -734,7 +736,7 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
                 entry(
                     &other,
                     ManifestKind::Index,
-                    old.clone(),
+                    new.clone(),
                     std::slice::from_ref(&young),
                     &[],
                 ),
@@ -752,7 +754,7 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
     };
     use Decision::{Delete, Keep};
 
-    let p = plan(&[listing(None)], &[], &policy, now());
+    let p = plan(&[listing(None, None)], &[], &policy, now());
     assert_eq!(decisions(&p), [Keep, Keep, Keep, Keep, Keep]);
     assert_eq!(
         find(&p, "acme/multi", &inner).reasons,
@@ -765,9 +767,12 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
         find(&p, "acme/multi", &outer).reasons,
         [Reason::HoldsKept { digest: inner.clone() }]
     );
+    // A young index holding it keeps its own reason only.
     assert_eq!(
         find(&p, "acme/multi", &other).reasons,
-        [Reason::HoldsKept { digest: young.clone() }]
+        [Reason::YoungerThan {
+            keep_younger_than: "14d".parse().unwrap()
+        }]
     );
     assert_eq!(
         find(&p, "acme/multi", &amd).reasons,
@@ -779,8 +784,165 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
         render_plan(&p)
     );
 
-    let p = plan(&[listing(Some("ccccccc"))], &[], &policy, now());
-    assert_eq!(decisions(&p), [Delete, Delete, Delete, Keep, Delete]);
+    let p = plan(&[listing(Some("ccccccc"), None)], &[], &policy, now());
+    assert_eq!(decisions(&p), [Delete, Delete, Delete, Keep, Keep]);
+
+    // The inner index tagged: it stays for the young image, and needs no
+    // index itself, so the outer one goes.
+    let p = plan(&[listing(None, Some("iiiiiii"))], &[], &policy, now());
+    assert_eq!(decisions(&p), [Delete, Keep, Keep, Keep, Keep]);
+    assert_eq!(
+        find(&p, "acme/multi", &inner).reasons,
+        [Reason::HoldsKept { digest: young.clone() }]
+    );
+}
+
+/// A platform image tagged at review (kept by `keep_tags`) and untagged
+/// since: the reviewed plan keeps it, and its index, which that plan
+/// deletes, stays with it rather than leave it with nothing pointing to it.
+/// Without the reviewed plan both go.
+#[test]
+fn a_child_a_reviewed_plan_keeps_keeps_its_index() {
+    let (idx, amd, arm) = (digest("index"), digest("amd64"), digest("arm64"));
+    let old = Some(hours_ago(5000));
+    let listing = |latest: bool| RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/multi".into(),
+        tags: [("aaaaaaa", &idx)]
+            .into_iter()
+            .chain(latest.then_some(("latest", &amd)))
+            .map(|(t, d)| (t.to_string(), d.clone()))
+            .collect(),
+        images: [
+            (
+                idx.clone(),
+                entry(&idx, ManifestKind::Index, old.clone(), &[amd.clone(), arm.clone()], &[]),
+            ),
+            (amd.clone(), entry(&amd, ManifestKind::Image, old.clone(), &[], &[])),
+            (arm.clone(), entry(&arm, ManifestKind::Image, old.clone(), &[], &[])),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
+        .parse()
+        .unwrap();
+    let review = plan(&[listing(true)], &[], &policy, now());
+    let decisions = |p: &Plan| [&idx, &amd, &arm].map(|d| find(p, "acme/multi", d).decision);
+    use Decision::{Delete, Keep};
+    assert_eq!(decisions(&review), [Delete, Keep, Delete]);
+    let mut reviewed = Reviewed::default();
+    for r in &review.repositories {
+        for x in r.digests.iter().filter(|x| x.decision == Delete) {
+            reviewed.add(&r.image, x.digest.clone(), x.tags.clone());
+        }
+    }
+    assert_eq!(decisions(&plan(&[listing(false)], &[], &policy, now())), [Delete; 3]);
+    let within = plan_within(
+        &[listing(false)],
+        &Planning {
+            policy: &policy,
+            states: &[],
+            now: now(),
+            reviewed: Some(&reviewed),
+        },
+    );
+    assert_eq!(decisions(&within), [Keep; 3]);
+    assert_eq!(
+        find(&within, "acme/multi", &idx).reasons,
+        [Reason::HoldsKept { digest: amd.clone() }]
+    );
+    assert_eq!(
+        find(&within, "acme/multi", &arm).reasons,
+        [Reason::ChildOfKeptIndex { index: idx.clone() }]
+    );
+}
+
+/// Just before deleting, an index whose child stays (kept, or skipped as
+/// its tags changed) with no tag now, and no other index, is skipped too.
+#[test]
+fn the_recheck_keeps_an_index_whose_child_lost_its_tag() {
+    let (idx, young, old_child, pushed) = (digest("index"), digest("young"), digest("old"), digest("pushed"));
+    let (old, new) = (Some(hours_ago(5000)), Some(hours_ago(2)));
+    let listing = RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/multi".into(),
+        tags: [
+            ("aaaaaaa".to_string(), idx.clone()),
+            ("ccccccc".to_string(), young.clone()),
+            ("ddddddd".to_string(), old_child.clone()),
+        ]
+        .into(),
+        images: [
+            (
+                idx.clone(),
+                entry(
+                    &idx,
+                    ManifestKind::Index,
+                    old.clone(),
+                    &[young.clone(), old_child.clone()],
+                    &[],
+                ),
+            ),
+            (young.clone(), entry(&young, ManifestKind::Image, new.clone(), &[], &[])),
+            (
+                old_child.clone(),
+                entry(&old_child, ManifestKind::Image, old.clone(), &[], &[]),
+            ),
+        ]
+        .into(),
+    };
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
+        .parse()
+        .unwrap();
+    let p = plan(std::slice::from_ref(&listing), &[], &policy, now());
+    let r = &p.repositories[0];
+    // Tagged, the young image needs no index: the index goes.
+    assert_eq!(find(&p, "acme/multi", &idx).decision, Decision::Delete);
+    assert_eq!(find(&p, "acme/multi", &young).decision, Decision::Keep);
+    assert_eq!(find(&p, "acme/multi", &old_child).decision, Decision::Delete);
+
+    // The young image's tag moved: the index stays for it, and what it
+    // holds with it.
+    let mut tags = listing.tags.clone();
+    tags.insert("ccccccc".into(), pushed.clone());
+    let rc = r.recheck(&tags, &BTreeMap::new());
+    assert!(rc.delete.is_empty(), "{rc:?}");
+    assert_eq!(
+        rc.skipped.iter().map(|s| (&s.digest, &s.reason)).collect::<Vec<_>>(),
+        [
+            (&idx, &SkipReason::HoldsUntagged { digest: young.clone() }),
+            (&old_child, &SkipReason::IndexSkipped { index: idx.clone() }),
+        ]
+    );
+    assert_eq!(
+        rc.skipped[0].reason.to_string(),
+        format!("holds {}, which stays and has no tag now", young.short(12))
+    );
+
+    // The old image, planned for deletion with its tag, lost it: skipped
+    // for its tags, and the index stays for it.
+    let mut tags = listing.tags.clone();
+    tags.remove("ddddddd");
+    let rc = r.recheck(&tags, &BTreeMap::new());
+    assert!(rc.delete.is_empty(), "{rc:?}");
+    assert_eq!(
+        rc.skipped.iter().map(|s| (&s.digest, &s.reason)).collect::<Vec<_>>(),
+        [
+            (
+                &idx,
+                &SkipReason::HoldsUntagged {
+                    digest: old_child.clone()
+                }
+            ),
+            (
+                &old_child,
+                &SkipReason::TagsChanged {
+                    planned: vec!["ddddddd".into()],
+                    now: vec![]
+                }
+            ),
+        ]
+    );
 }
 
 /// A tagged manifest that could not be read may be an index holding
@@ -1630,6 +1792,7 @@ proptest! {
                     }
                 }
             }
+            no_kept_child_is_stranded(l, &after)?;
         }
         // The plan's own deletions, reviewed, give the same plan's decisions.
         let mut all = Reviewed::default();
@@ -1667,6 +1830,36 @@ proptest! {
             let unchanged = r.recheck(&l.tags, &BTreeMap::new());
             prop_assert!(unchanged.skipped.is_empty());
             prop_assert_eq!(unchanged.delete.iter().collect::<Vec<_>>(), order);
+        }
+    }
+
+    /// Tags removed between the plan and the recheck: what stays without a
+    /// tag keeps an index that stays.
+    #[test]
+    fn the_recheck_leaves_no_child_stranded(w in world_strategy(), drop in proptest::collection::vec(any::<bool>(), 64)) {
+        let c = case(&w);
+        for l in &c.listings {
+            let r = repo_plan(&c.plan, l);
+            let tags: BTreeMap<String, Digest> = l
+                .tags
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !drop[i % drop.len()])
+                .map(|(_, (t, d))| (t.clone(), d.clone()))
+                .collect();
+            let rc = r.recheck(&tags, &BTreeMap::new());
+            let deleted: HashSet<&Digest> = rc.delete.iter().collect();
+            let tagged: HashSet<&Digest> = tags.values().collect();
+            for (child, ps) in parents(l) {
+                if !deleted.contains(child) && !tagged.contains(child) {
+                    prop_assert!(
+                        ps.iter().any(|p| !deleted.contains(p)),
+                        "{} stays untagged and every index holding it is deleted: {:?}",
+                        child,
+                        rc
+                    );
+                }
+            }
         }
     }
 }
