@@ -1001,20 +1001,31 @@ impl RepositoryPlan {
             }
         }
         // A digest that stays (kept, or skipped below as its tags changed)
-        // with no tag now and every index holding it planned for deletion:
-        // those indexes stay, or nothing would point to it.
+        // with no tag now, no new index holding it, and every index holding
+        // it planned for deletion: those indexes stay, or nothing would
+        // point to it; and so on up, for one of them without a tag now.
         let deletions = self.deletions();
         let planned: HashSet<&Digest> = deletions.iter().map(|d| &d.digest).collect();
+        let by_digest: HashMap<&Digest, &DigestPlan> = self.digests.iter().map(|d| (&d.digest, d)).collect();
         let mut holds_untagged: HashMap<&Digest, &Digest> = HashMap::new();
-        for d in &self.digests {
-            let stays = d.decision == Decision::Keep || !d.tags.is_empty();
-            if stays
-                && !tags_now.contains_key(&d.digest)
-                && !d.parents.is_empty()
-                && d.parents.iter().all(|p| planned.contains(p))
+        let mut up: Vec<&DigestPlan> = self
+            .digests
+            .iter()
+            .filter(|d| d.decision == Decision::Keep || !d.tags.is_empty())
+            .collect();
+        while let Some(d) = up.pop() {
+            if tags_now.contains_key(&d.digest)
+                || new_parent.contains_key(&d.digest)
+                || d.parents.is_empty()
+                || !d.parents.iter().all(|p| planned.contains(p))
             {
-                for p in &d.parents {
-                    holds_untagged.entry(p).or_insert(&d.digest);
+                continue;
+            }
+            for p in &d.parents {
+                if holds_untagged.insert(p, &d.digest).is_none()
+                    && let Some(parent) = by_digest.get(p)
+                {
+                    up.push(parent);
                 }
             }
         }
@@ -1034,7 +1045,7 @@ impl RepositoryPlan {
             } else {
                 holds_untagged
                     .get(&d.digest)
-                    .map(|c| SkipReason::HoldsUntagged { digest: (*c).clone() })
+                    .map(|c| SkipReason::HoldsUntagged { untagged: (*c).clone() })
             };
             match reason {
                 Some(reason) => {
@@ -1077,10 +1088,12 @@ pub enum SkipReason {
     IndexSkipped { index: Digest },
     /// An index pushed since the plan holds it.
     InNewIndex { index: Digest },
-    /// It holds `digest`, which stays (kept, or skipped for its tags) but
-    /// has no tag now, and every index holding it was planned for deletion:
-    /// deleted, they would leave it with nothing pointing to it.
-    HoldsUntagged { digest: Digest },
+    /// It holds `untagged`, which stays (kept, or skipped for its tags or
+    /// for what it holds) but has no tag now, and every index holding it was
+    /// planned for deletion: deleted, they would leave it with nothing
+    /// pointing to it. (Not `digest`: a skip is flattened beside the
+    /// skipped digest.)
+    HoldsUntagged { untagged: Digest },
 }
 
 impl fmt::Display for SkipReason {
@@ -1092,8 +1105,8 @@ impl fmt::Display for SkipReason {
             }
             SkipReason::IndexSkipped { index } => write!(f, "its index {} was skipped", index.short(12)),
             SkipReason::InNewIndex { index } => write!(f, "held by the new index {}", index.short(12)),
-            SkipReason::HoldsUntagged { digest } => {
-                write!(f, "holds {}, which stays and has no tag now", digest.short(12))
+            SkipReason::HoldsUntagged { untagged } => {
+                write!(f, "holds {}, which stays and has no tag now", untagged.short(12))
             }
         }
     }

@@ -491,9 +491,9 @@ pub enum SkipCause {
     IndexSkipped { index: Digest },
     /// An index pushed since the plan holds it.
     InNewIndex { index: Digest },
-    /// It holds `digest`, which stays but has no tag now, and every index
+    /// It holds `untagged`, which stays but has no tag now, and every index
     /// holding it was planned for deletion.
-    HoldsUntagged { digest: Digest },
+    HoldsUntagged { untagged: Digest },
     /// The repository could not be read again just before deleting, so
     /// none of its deletions was made (fail closed).
     RecheckFailed { error: String },
@@ -511,7 +511,7 @@ impl From<SkipReason> for SkipCause {
             SkipReason::TagsChanged { planned, now } => SkipCause::TagsChanged { planned, now },
             SkipReason::IndexSkipped { index } => SkipCause::IndexSkipped { index },
             SkipReason::InNewIndex { index } => SkipCause::InNewIndex { index },
-            SkipReason::HoldsUntagged { digest } => SkipCause::HoldsUntagged { digest },
+            SkipReason::HoldsUntagged { untagged } => SkipCause::HoldsUntagged { untagged },
         }
     }
 }
@@ -526,7 +526,10 @@ impl std::fmt::Display for SkipCause {
             .fmt(f),
             SkipCause::IndexSkipped { index } => SkipReason::IndexSkipped { index: index.clone() }.fmt(f),
             SkipCause::InNewIndex { index } => SkipReason::InNewIndex { index: index.clone() }.fmt(f),
-            SkipCause::HoldsUntagged { digest } => SkipReason::HoldsUntagged { digest: digest.clone() }.fmt(f),
+            SkipCause::HoldsUntagged { untagged } => SkipReason::HoldsUntagged {
+                untagged: untagged.clone(),
+            }
+            .fmt(f),
             SkipCause::RecheckFailed { error } => {
                 write!(
                     f,
@@ -1349,6 +1352,22 @@ mod tests {
         assert_eq!(
             serde_json::to_value(SkipCause::Stopped).unwrap(),
             serde_json::json!({"skip": "stopped"})
+        );
+        // No cause has a field named as one of the skipped digest's own
+        // (the JSON would hold `digest` twice, the last one winning).
+        let child = Digest::sha256_of(b"child");
+        let s = SkippedDigest {
+            image: "r/x".into(),
+            digest: d.clone(),
+            cause: SkipReason::HoldsUntagged {
+                untagged: child.clone(),
+            }
+            .into(),
+            text: "t".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!(r#"{{"image":"r/x","digest":"{d}","skip":"holds_untagged","untagged":"{child}","text":"t"}}"#)
         );
     }
 

@@ -910,7 +910,12 @@ fn the_recheck_keeps_an_index_whose_child_lost_its_tag() {
     assert_eq!(
         rc.skipped.iter().map(|s| (&s.digest, &s.reason)).collect::<Vec<_>>(),
         [
-            (&idx, &SkipReason::HoldsUntagged { digest: young.clone() }),
+            (
+                &idx,
+                &SkipReason::HoldsUntagged {
+                    untagged: young.clone()
+                }
+            ),
             (&old_child, &SkipReason::IndexSkipped { index: idx.clone() }),
         ]
     );
@@ -931,7 +936,7 @@ fn the_recheck_keeps_an_index_whose_child_lost_its_tag() {
             (
                 &idx,
                 &SkipReason::HoldsUntagged {
-                    digest: old_child.clone()
+                    untagged: old_child.clone()
                 }
             ),
             (
@@ -1269,7 +1274,8 @@ struct World {
 struct RepoSpec {
     /// Top-level manifests: created, children (as ids into `children`), blobs.
     tops: Vec<ManifestSpec>,
-    /// Platform manifests that indexes can list.
+    /// Manifests that indexes can list: platform images, and indexes in
+    /// indexes (child `c` lists only children after it, so no cycle).
     children: Vec<ManifestSpec>,
     /// For each name of [`TAG_NAMES`]: which manifest it points to, as an id
     /// into `tops ++ children`, or none.
@@ -1329,7 +1335,7 @@ fn manifest_strategy(max_children: usize) -> impl Strategy<Value = ManifestSpec>
 fn repo_strategy() -> impl Strategy<Value = RepoSpec> {
     (
         prop::collection::vec(manifest_strategy(3), 0..9),
-        prop::collection::vec(manifest_strategy(0), 5),
+        prop::collection::vec(prop_oneof![3 => manifest_strategy(0), 1 => manifest_strategy(2)], 5),
         prop::collection::vec(prop::option::weighted(0.6, 0..14usize), TAG_NAMES.len()),
     )
         .prop_map(|(tops, children, tags)| RepoSpec { tops, children, tags })
@@ -1397,6 +1403,28 @@ impl World {
             .enumerate()
             .map(|(ri, spec)| {
                 let ntop = spec.tops.len();
+                // What child `c` lists: only children after it.
+                let kids = |id: usize, m: &ManifestSpec| -> Vec<usize> {
+                    m.children
+                        .iter()
+                        .copied()
+                        .filter(|&c| id < ntop || c > id - ntop)
+                        .collect()
+                };
+                // Children only exist as far as an index lists them.
+                let mut listed = vec![false; spec.children.len()];
+                for t in &spec.tops {
+                    for &c in &t.children {
+                        listed[c] = true;
+                    }
+                }
+                for c in 0..spec.children.len() {
+                    if listed[c] {
+                        for k in kids(ntop + c, &spec.children[c]) {
+                            listed[k] = true;
+                        }
+                    }
+                }
                 let mut images = BTreeMap::new();
                 for (id, m) in spec.tops.iter().chain(&spec.children).enumerate() {
                     let d = manifest_digest(ri, id);
@@ -1405,7 +1433,7 @@ impl World {
                         Created::Missing => None,
                         Created::Raw => Some("last tuesday".to_string()),
                     };
-                    let children: Vec<Digest> = m.children.iter().map(|c| manifest_digest(ri, ntop + c)).collect();
+                    let children: Vec<Digest> = kids(id, m).iter().map(|c| manifest_digest(ri, ntop + c)).collect();
                     let kind = if children.is_empty() {
                         ManifestKind::Image
                     } else {
@@ -1416,8 +1444,7 @@ impl World {
                         .iter()
                         .map(|b| (blob_digest(*b), 100 * (*b as u64 + 1)))
                         .collect();
-                    // Children only exist as far as an index lists them.
-                    if id < ntop || spec.tops.iter().any(|t| t.children.contains(&(id - ntop))) {
+                    if id < ntop || listed[id - ntop] {
                         images.insert(d.clone(), entry(&d, kind, created, &children, &blobs));
                     }
                 }

@@ -954,11 +954,16 @@ fn registry_overview_without_a_catalog_says_so_and_what_reads_one_repository() {
 /// A host that is not a registry (a web server, a proxy with nothing
 /// behind it) answers 404 to every path: a missing tag (exit 3) and a
 /// DELETE "already gone" would be wrong. Its `/v2/` answering 404 too says
-/// it is not a registry (exit 5), asked once per run; a registry's own 404
-/// (a HEAD has no error body) stays "not found" after the same one GET.
+/// it is not a registry (exit 5), asked once per run, whatever the size of
+/// its 404 page; a registry's own 404 (a HEAD has no error body) stays
+/// "not found" after the same one GET.
 #[test]
 fn a_host_answering_404_everywhere_is_not_a_registry() {
-    let web = FaultServer::start(None, Arc::new(|_: &Req| Action::Respond(Resp::new(404, "Not Found"))));
+    let page = format!("<html><body>Not Found{}</body></html>", " ".repeat(100_000));
+    let web = FaultServer::start(
+        None,
+        Arc::new(move |_: &Req| Action::Respond(Resp::new(404, page.clone()))),
+    );
     let api_root = |s: &FaultServer| s.requests().iter().filter(|r| r.path == "/v2/").count();
     let cases: [(&str, Vec<String>); 4] = [
         (RESOLVE, vec![format!("{}/acme/web:1111111", web.host)]),

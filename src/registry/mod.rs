@@ -929,7 +929,7 @@ impl Client {
                     .remove(registry, scope);
             }
             if ans.status == StatusCode::NOT_FOUND && ErrorBody::parse(&ans.body).errors.is_empty() {
-                self.confirm_registry(registry, &base, deadline).await?;
+                self.confirm_registry(registry, &base).await?;
             }
             return Ok(ans);
         }
@@ -940,9 +940,10 @@ impl Client {
     /// 404 too, as a web server, or a proxy without the registry behind it,
     /// does for every path: else a wrong host or port would read as a
     /// missing tag (exit 3), and a DELETE as "already gone". One GET per
-    /// registry and run, the first time; an error reaching `/v2/` leaves the
-    /// 404 as it is.
-    async fn confirm_registry(&self, registry: &str, base: &str, deadline: Instant) -> Result<(), RegistryError> {
+    /// registry and run, its status only (a large 404 page is a 404), within
+    /// the run's timeout and at most 10 s; when it gets no answer the 404
+    /// stands as it is and the next one asks again.
+    async fn confirm_registry(&self, registry: &str, base: &str) -> Result<(), RegistryError> {
         let cell = self
             .api_roots
             .lock()
@@ -951,24 +952,21 @@ impl Client {
             .or_default()
             .clone();
         let url = format!("{base}/v2/");
-        let is_registry = *cell
-            .get_or_init(|| async {
-                match self
-                    .send_with_retries(registry, &Method::GET, &url, None, None, None, 1 << 16, deadline)
-                    .await
-                {
-                    Ok(root) => root.status != StatusCode::NOT_FOUND,
-                    Err(_) => true,
+        let wait = self.opts.timeout.min(Duration::from_secs(10));
+        let answer = cell
+            .get_or_try_init(|| async {
+                match tokio::time::timeout(wait, self.http.get(&url).send()).await {
+                    Ok(Ok(root)) => Ok(root.status() != StatusCode::NOT_FOUND),
+                    _ => Err(()),
                 }
             })
             .await;
-        if is_registry {
-            Ok(())
-        } else {
-            Err(RegistryError::NotARegistry {
+        match answer {
+            Ok(false) => Err(RegistryError::NotARegistry {
                 registry: registry.to_string(),
                 url,
-            })
+            }),
+            Ok(true) | Err(()) => Ok(()),
         }
     }
 
