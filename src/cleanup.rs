@@ -775,17 +775,19 @@ fn plan_repository(
     let mut up: Vec<usize> = (0..nodes.len())
         .filter(|&i| !nodes[i].top && nodes[i].reasons.iter().any(|r| matches!(r, Reason::YoungerThan { .. })))
         .collect();
-    // An index with a reason of its own is kept, and passes it up itself
-    // (its grace period, a deploy record) or is tagged: only the others
+    // An index with a reason of its own is kept anyway: only the others
     // take the reason, so a young multi-arch image does not list one per
-    // platform.
+    // platform. The walk goes on through either (a reviewed plan's
+    // `NotInReviewedPlan` is a reason of its own that does not).
     let own: Vec<bool> = nodes.iter().map(|n| !n.reasons.is_empty()).collect();
     let mut held = vec![false; nodes.len()];
     while let Some(i) = up.pop() {
         let child = nodes[i].digest;
         let parents: Vec<usize> = nodes[i].parents.iter().filter_map(|p| index.get(p).copied()).collect();
-        for p in parents.into_iter().filter(|&p| !own[p]) {
-            nodes[p].reasons.push(Reason::HoldsKept { digest: child.clone() });
+        for p in parents {
+            if !own[p] {
+                nodes[p].reasons.push(Reason::HoldsKept { digest: child.clone() });
+            }
             if !held[p] && !nodes[p].top {
                 held[p] = true;
                 up.push(p);

@@ -682,6 +682,27 @@ fn an_index_holding_a_deployed_platform_image_is_kept() {
     assert_eq!(find(&p, "acme/multi", &other).decision, Decision::Delete);
 }
 
+/// `acme/multi` with these tags and manifests (see [`index`], [`image`]).
+fn multi(tags: &[(&str, &Digest)], images: Vec<ImageEntry>) -> RepositoryListing {
+    RepositoryListing {
+        registry: REGISTRY.into(),
+        repository: "acme/multi".into(),
+        tags: tags.iter().map(|(t, d)| (t.to_string(), (*d).clone())).collect(),
+        images: images.into_iter().map(|e| (e.digest.clone(), e)).collect(),
+    }
+}
+
+/// An index listing `children`, without blobs.
+fn index(d: &Digest, created: &Option<String>, children: &[&Digest]) -> ImageEntry {
+    let children: Vec<Digest> = children.iter().map(|c| (*c).clone()).collect();
+    entry(d, ManifestKind::Index, created.clone(), &children, &[])
+}
+
+/// A platform image without blobs.
+fn image(d: &Digest, created: &Option<String>) -> ImageEntry {
+    entry(d, ManifestKind::Image, created.clone(), &[], &[])
+}
+
 /// An index expires by the date of the image it chooses; a newer untagged
 /// image beside it (another platform, or an inner index with its own date)
 /// is kept by its own grace period. Every index holding it stays with it
@@ -699,50 +720,22 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
         digest("other"),
     );
     let (old, new) = (Some(hours_ago(5000)), Some(hours_ago(2)));
-    let listing = |young_tag: Option<&str>, inner_tag: Option<&str>| RepositoryListing {
-        registry: REGISTRY.into(),
-        repository: "acme/multi".into(),
-        tags: [("aaaaaaa", &outer), ("bbbbbbb", &other)]
+    let listing = |young_tag: Option<&str>, inner_tag: Option<&str>| {
+        let tags: Vec<(&str, &Digest)> = [("aaaaaaa", &outer), ("bbbbbbb", &other)]
             .into_iter()
             .chain(young_tag.map(|t| (t, &young)))
             .chain(inner_tag.map(|t| (t, &inner)))
-            .map(|(t, d)| (t.to_string(), d.clone()))
-            .collect(),
-        images: [
-            (
-                outer.clone(),
-                entry(
-                    &outer,
-                    ManifestKind::Index,
-                    old.clone(),
-                    std::slice::from_ref(&inner),
-                    &[],
-                ),
-            ),
-            (
-                inner.clone(),
-                entry(
-                    &inner,
-                    ManifestKind::Index,
-                    old.clone(),
-                    &[amd.clone(), young.clone()],
-                    &[],
-                ),
-            ),
-            (amd.clone(), entry(&amd, ManifestKind::Image, old.clone(), &[], &[])),
-            (young.clone(), entry(&young, ManifestKind::Image, new.clone(), &[], &[])),
-            (
-                other.clone(),
-                entry(
-                    &other,
-                    ManifestKind::Index,
-                    new.clone(),
-                    std::slice::from_ref(&young),
-                    &[],
-                ),
-            ),
-        ]
-        .into(),
+            .collect();
+        multi(
+            &tags,
+            vec![
+                index(&outer, &old, &[&inner]),
+                index(&inner, &old, &[&amd, &young]),
+                image(&amd, &old),
+                image(&young, &new),
+                index(&other, &new, &[&young]),
+            ],
+        )
     };
     let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
         .parse()
@@ -805,23 +798,15 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
 fn a_child_a_reviewed_plan_keeps_keeps_its_index() {
     let (idx, amd, arm) = (digest("index"), digest("amd64"), digest("arm64"));
     let old = Some(hours_ago(5000));
-    let listing = |latest: bool| RepositoryListing {
-        registry: REGISTRY.into(),
-        repository: "acme/multi".into(),
-        tags: [("aaaaaaa", &idx)]
+    let listing = |latest: bool| {
+        let tags: Vec<(&str, &Digest)> = [("aaaaaaa", &idx)]
             .into_iter()
             .chain(latest.then_some(("latest", &amd)))
-            .map(|(t, d)| (t.to_string(), d.clone()))
-            .collect(),
-        images: [
-            (
-                idx.clone(),
-                entry(&idx, ManifestKind::Index, old.clone(), &[amd.clone(), arm.clone()], &[]),
-            ),
-            (amd.clone(), entry(&amd, ManifestKind::Image, old.clone(), &[], &[])),
-            (arm.clone(), entry(&arm, ManifestKind::Image, old.clone(), &[], &[])),
-        ]
-        .into(),
+            .collect();
+        multi(
+            &tags,
+            vec![index(&idx, &old, &[&amd, &arm]), image(&amd, &old), image(&arm, &old)],
+        )
     };
     let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
         .parse()
@@ -863,34 +848,14 @@ fn a_child_a_reviewed_plan_keeps_keeps_its_index() {
 fn the_recheck_keeps_an_index_whose_child_lost_its_tag() {
     let (idx, young, old_child, pushed) = (digest("index"), digest("young"), digest("old"), digest("pushed"));
     let (old, new) = (Some(hours_ago(5000)), Some(hours_ago(2)));
-    let listing = RepositoryListing {
-        registry: REGISTRY.into(),
-        repository: "acme/multi".into(),
-        tags: [
-            ("aaaaaaa".to_string(), idx.clone()),
-            ("ccccccc".to_string(), young.clone()),
-            ("ddddddd".to_string(), old_child.clone()),
-        ]
-        .into(),
-        images: [
-            (
-                idx.clone(),
-                entry(
-                    &idx,
-                    ManifestKind::Index,
-                    old.clone(),
-                    &[young.clone(), old_child.clone()],
-                    &[],
-                ),
-            ),
-            (young.clone(), entry(&young, ManifestKind::Image, new.clone(), &[], &[])),
-            (
-                old_child.clone(),
-                entry(&old_child, ManifestKind::Image, old.clone(), &[], &[]),
-            ),
-        ]
-        .into(),
-    };
+    let listing = multi(
+        &[("aaaaaaa", &idx), ("ccccccc", &young), ("ddddddd", &old_child)],
+        vec![
+            index(&idx, &old, &[&young, &old_child]),
+            image(&young, &new),
+            image(&old_child, &old),
+        ],
+    );
     let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
         .parse()
         .unwrap();
