@@ -43,6 +43,7 @@
 //!   estimate: untagged manifests outside the listing may hold blobs too.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::fmt;
 
@@ -181,10 +182,10 @@ pub enum Reason {
     /// registry's collection of untagged manifests takes.
     HoldsProtected { digest: Digest },
     /// An index without a reason of its own holding the untagged `digest`,
-    /// kept by its grace period (or an untagged index kept so), or kept by
-    /// a reviewed plan while every index holding it would go: deleted, the
-    /// last index holding it would leave it with no tag and no index, which
-    /// no later scan sees.
+    /// kept by its grace period, or an untagged index that holds one at any
+    /// depth, or kept by a reviewed plan while every index holding it would
+    /// go: deleted, the last index holding it would leave it with no tag and
+    /// no index, which no later scan sees.
     HoldsKept { digest: Digest },
     /// Any digest of a repository where a tagged manifest could not be read
     /// (`indexes`): that one may be an index holding this one (tagged
@@ -777,8 +778,9 @@ fn plan_repository(
         .collect();
     // An index with a reason of its own is kept anyway: only the others
     // take the reason, so a young multi-arch image does not list one per
-    // platform. The walk goes on through either (a reviewed plan's
-    // `NotInReviewedPlan` is a reason of its own that does not).
+    // platform. The walk goes on through every untagged index, with a
+    // reason of its own or not: not every such reason passes itself up (a
+    // reviewed plan's `NotInReviewedPlan` does not).
     let own: Vec<bool> = nodes.iter().map(|n| !n.reasons.is_empty()).collect();
     let mut held = vec![false; nodes.len()];
     while let Some(i) = up.pop() {
@@ -980,12 +982,31 @@ impl RepositoryPlan {
         out.into_iter().cloned().collect()
     }
 
+    /// The plan as [`RepositoryPlan::recheck`] should see it once the
+    /// planned digests `gone` were deleted meanwhile (their tags gone, their
+    /// manifests answering 404): planned untagged, so that they count as
+    /// already gone and their children follow, and holding nothing, so that
+    /// a kept child left without a tag does not keep an index that is gone
+    /// (`holds_untagged`).
+    pub fn with_gone(&self, gone: &HashSet<Digest>) -> RepositoryPlan {
+        let mut view = self.clone();
+        for d in &mut view.digests {
+            if gone.contains(&d.digest) {
+                d.tags.clear();
+            }
+            d.parents.retain(|p| !gone.contains(p));
+        }
+        view
+    }
+
     /// Checks the planned deletions against the repository's tags read
     /// again just before deleting. A digest whose set of tags changed is
     /// skipped, as is a child of a skipped index and a child of an index the
     /// plan did not know (`new_index_children`: index digest → its
     /// children, for the digests of [`RepositoryPlan::unplanned_digests`]
-    /// and the unknown indexes they hold, at any depth).
+    /// and the unknown indexes they hold, at any depth), and an index
+    /// holding a digest that stays with no tag now while every index
+    /// holding it is planned for deletion ([`SkipReason::HoldsUntagged`]).
     /// The rest is returned in the order of [`RepositoryPlan::deletions`].
     pub fn recheck(
         &self,
@@ -1024,9 +1045,10 @@ impl RepositoryPlan {
                 continue;
             }
             for p in &d.parents {
-                if holds_untagged.insert(p, &d.digest).is_none()
+                if let Entry::Vacant(e) = holds_untagged.entry(p)
                     && let Some(parent) = by_digest.get(p)
                 {
+                    e.insert(&d.digest);
                     up.push(parent);
                 }
             }

@@ -15,7 +15,9 @@
 //!   repository, just before its deletions, its tags are listed and each
 //!   is resolved again ([`recheck_repository`]). A digest whose tags
 //!   changed is skipped, as is a child of a skipped index or of an index
-//!   pushed since the plan ([`RepositoryPlan::recheck`]). Any error while
+//!   pushed since the plan, and an index holding a digest that stays with
+//!   no tag now and no other index ([`RepositoryPlan::recheck`]). Any
+//!   error while
 //!   reading the repository again skips **all** its deletions, with the
 //!   error as the reason.
 //! * Order: a digest is deleted only after every deleted index that holds
@@ -836,13 +838,7 @@ pub async fn recheck_repository(
     if gone.is_empty() {
         return Ok((first, gone));
     }
-    let mut view = rp.clone();
-    for d in &mut view.digests {
-        if gone.contains(&d.digest) {
-            d.tags.clear();
-        }
-    }
-    Ok((view.recheck(&current, &new_children), gone))
+    Ok((rp.with_gone(&gone).recheck(&current, &new_children), gone))
 }
 
 /// What one repository's apply produced.

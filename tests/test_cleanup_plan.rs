@@ -915,6 +915,38 @@ fn the_recheck_keeps_an_index_whose_child_lost_its_tag() {
     );
 }
 
+/// An index deleted meanwhile (its tags gone, its manifest 404) holds
+/// nothing: a kept child of it left without a tag does not make the recheck
+/// skip it, and its planned children follow it.
+#[test]
+fn a_gone_index_holds_nothing_at_the_recheck() {
+    let (idx, kept, old_child) = (digest("index"), digest("kept"), digest("old"));
+    let old = Some(hours_ago(5000));
+    let listing = multi(
+        &[("aaaaaaa", &idx), ("latest", &kept)],
+        vec![
+            index(&idx, &old, &[&kept, &old_child]),
+            image(&kept, &old),
+            image(&old_child, &old),
+        ],
+    );
+    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
+        .parse()
+        .unwrap();
+    let p = plan(&[listing], &[], &policy, now());
+    let r = &p.repositories[0];
+    let decisions = [&idx, &kept, &old_child].map(|d| find(&p, "acme/multi", d).decision);
+    assert_eq!(decisions, [Decision::Delete, Decision::Keep, Decision::Delete]);
+    // No tag left; the index's manifest answers 404 (prune asks).
+    let view = r.with_gone(&[idx.clone()].into());
+    let rc = view.recheck(&BTreeMap::new(), &BTreeMap::new());
+    assert_eq!(rc.delete, [idx.clone(), old_child.clone()]);
+    assert!(rc.skipped.is_empty(), "{rc:?}");
+    // Not gone, it stays for the kept image, and its child with it.
+    let rc = r.recheck(&BTreeMap::new(), &BTreeMap::new());
+    assert!(rc.delete.is_empty(), "{rc:?}");
+}
+
 /// A tagged manifest that could not be read may be an index holding
 /// anything of the repository (tagged platform images too): nothing of the
 /// repository goes, and no index goes to leave its children unreferenced.
@@ -1686,6 +1718,20 @@ proptest! {
                 }
             }
             no_kept_child_is_stranded(l, &m)?;
+            // An untagged child in its grace period keeps every index holding
+            // it, and an untagged index kept so its own.
+            let grace = c.policy.retention_for(&l.repository).keep_younger_than;
+            for (d, ps) in &ps {
+                let x = m[d];
+                let young = grace.as_secs() > 0
+                    && l.images[*d].metadata.created_time().is_some_and(|t| t > now() - grace.as_time_delta());
+                let held = x.reasons.iter().any(|r| matches!(r, Reason::HoldsKept { .. }));
+                if x.tags.is_empty() && (young || held) {
+                    for p in ps {
+                        prop_assert_eq!(m[p].decision, Decision::Keep, "{} holds untagged {}", p, d);
+                    }
+                }
+            }
             // An untagged child no deploy or grace period holds goes with
             // its last index.
             let grace = c.policy.retention_for(&l.repository).keep_younger_than;
