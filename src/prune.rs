@@ -17,9 +17,8 @@
 //!   changed is skipped, as is a child of a skipped index or of an index
 //!   pushed since the plan, and an index holding a digest that stays with
 //!   no tag now and no other index ([`RepositoryPlan::recheck`]). Any
-//!   error while
-//!   reading the repository again skips **all** its deletions, with the
-//!   error as the reason.
+//!   error while reading the repository again skips **all** its
+//!   deletions, with the error as the reason.
 //! * Order: a digest is deleted only after every deleted index that holds
 //!   it, and right after the last of them, so an interrupted run never
 //!   leaves a tagged index pointing to deleted children. When an index's
