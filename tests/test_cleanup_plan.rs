@@ -692,6 +692,13 @@ fn multi(tags: &[(&str, &Digest)], images: Vec<ImageEntry>) -> RepositoryListing
     }
 }
 
+/// Only the grace period keeps: `keep_last: 0`, `keep_younger_than: 14d`.
+fn grace_only() -> Policy {
+    "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
+        .parse()
+        .unwrap()
+}
+
 /// An index listing `children`, without blobs.
 fn index(d: &Digest, created: &Option<String>, children: &[&Digest]) -> ImageEntry {
     let children: Vec<Digest> = children.iter().map(|c| (*c).clone()).collect();
@@ -737,9 +744,7 @@ fn a_young_untagged_child_keeps_the_indexes_holding_it() {
             ],
         )
     };
-    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
-        .parse()
-        .unwrap();
+    let policy = grace_only();
     let decisions = |p: &Plan| -> Vec<Decision> {
         [&outer, &inner, &amd, &young, &other]
             .map(|d| find(p, "acme/multi", d).decision)
@@ -808,9 +813,7 @@ fn a_child_a_reviewed_plan_keeps_keeps_its_index() {
             vec![index(&idx, &old, &[&amd, &arm]), image(&amd, &old), image(&arm, &old)],
         )
     };
-    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
-        .parse()
-        .unwrap();
+    let policy = grace_only();
     let review = plan(&[listing(true)], &[], &policy, now());
     let decisions = |p: &Plan| [&idx, &amd, &arm].map(|d| find(p, "acme/multi", d).decision);
     use Decision::{Delete, Keep};
@@ -856,9 +859,7 @@ fn the_recheck_keeps_an_index_whose_child_lost_its_tag() {
             image(&old_child, &old),
         ],
     );
-    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
-        .parse()
-        .unwrap();
+    let policy = grace_only();
     let p = plan(std::slice::from_ref(&listing), &[], &policy, now());
     let r = &p.repositories[0];
     // Tagged, the young image needs no index: the index goes.
@@ -930,9 +931,7 @@ fn a_gone_index_holds_nothing_at_the_recheck() {
             image(&old_child, &old),
         ],
     );
-    let policy: Policy = "workspaces: [dev]\ndefaults: {keep_last: 0, keep_younger_than: 14d}"
-        .parse()
-        .unwrap();
+    let policy = grace_only();
     let p = plan(&[listing], &[], &policy, now());
     let r = &p.repositories[0];
     let decisions = [&idx, &kept, &old_child].map(|d| find(&p, "acme/multi", d).decision);
