@@ -1844,6 +1844,12 @@ proptest! {
         );
         prop_assert_eq!(same.delete_count, c.plan.delete_count);
         prop_assert_eq!(same.reclaim_bytes, c.plan.reclaim_bytes);
+        for l in &c.listings {
+            let (a, b) = (decision_map(repo_plan(&c.plan, l)), decision_map(repo_plan(&same, l)));
+            for (d, x) in &a {
+                prop_assert_eq!(x.decision, b[d].decision, "{} decided otherwise with its own deletions reviewed", d);
+            }
+        }
     }
 
     #[test]
