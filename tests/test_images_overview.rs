@@ -955,12 +955,11 @@ fn an_index_at_the_end_of_the_label_walk_keeps_the_annotations_above() {
     };
     // `x` has no linux/amd64 child, so every index picks its first child.
     let x = push_multi(&repo, &[arm], &BTreeMap::new());
-    let mut chain = x.clone();
     // The walk from the tag reaches `x` through the chain after
     // MAX_INDEX_DEPTH + 1 steps; `x` itself is read one level down.
-    for _ in 0..image_lifecycle::image::MAX_INDEX_DEPTH {
-        chain = common::push_wrapper(&repo, &chain, 1);
-    }
+    let chain = common::push_chain(&repo, &x, image_lifecycle::image::MAX_INDEX_DEPTH)
+        .pop()
+        .unwrap();
     let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
     let labels = ci_labels(
         &revision("0c0c0c0"),

@@ -1452,20 +1452,9 @@ fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
         ("acme/deep-too", MAX_INDEX_DEPTH + 1),
     ] {
         let repo = reg.repo(name);
-        let amd = ImageSpec {
-            platform: "linux/amd64".parse().unwrap(),
-            ..image("d1", "2025-01-01T00:00:00Z")
-        };
-        let mut chain = vec![push(&repo, &amd), push_multi(&repo, &[amd], &BTreeMap::new())];
-        for i in 0..wraps {
-            let target = if i + 1 == wraps {
-                format!("{repo}:d1")
-            } else {
-                repo.clone()
-            };
-            let wrapper = push_wrapper(&target, chain.last().unwrap(), 1);
-            chain.push(wrapper);
-        }
+        let (image_digest, holder) = push_holder(&repo, "d1");
+        let mut chain = vec![image_digest, holder.clone()];
+        chain.extend(push_chain(&format!("{repo}:d1"), &holder, wraps));
         push(&format!("{repo}:d2"), &image("d2", "2025-01-02T00:00:00Z"));
         chains.insert(name, chain);
     }
@@ -1498,6 +1487,16 @@ fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
     );
 }
 
+/// Pushes to `repo` a linux/amd64 image labelled `name`, built
+/// 2025-01-01, and an untagged index of it: (image, index).
+fn push_holder(repo: &str, name: &str) -> (Digest, Digest) {
+    let amd = ImageSpec {
+        platform: "linux/amd64".parse().unwrap(),
+        ..image(name, "2025-01-01T00:00:00Z")
+    };
+    (push(repo, &amd), push_multi(repo, &[amd], &BTreeMap::new()))
+}
+
 /// An index met too deep in one branch of a tree, and near the top in
 /// another (or in another tag's tree), is read where it is near: nothing
 /// holds the repository.
@@ -1505,16 +1504,8 @@ fn index_nesting_is_followed_to_its_bound_and_deeper_holds_the_repository() {
 fn an_index_met_too_deep_and_near_the_top_is_read() {
     let reg = Registry::start();
     let repo = reg.repo("acme/both");
-    let amd = ImageSpec {
-        platform: "linux/amd64".parse().unwrap(),
-        ..image("b1", "2025-01-01T00:00:00Z")
-    };
-    let image_digest = push(&repo, &amd);
-    let holder = push_multi(&repo, &[amd], &BTreeMap::new());
-    let mut chain = holder.clone();
-    for _ in 0..MAX_INDEX_DEPTH {
-        chain = push_wrapper(&repo, &chain, 1);
-    }
+    let (image_digest, holder) = push_holder(&repo, "b1");
+    let chain = push_chain(&repo, &holder, MAX_INDEX_DEPTH).pop().unwrap();
     let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
     // The chain first: `holder` is met 5 levels down, then 1 level down.
     let top = push_index_of(
@@ -1558,16 +1549,9 @@ fn an_index_met_too_deep_and_near_the_top_is_read() {
 fn an_index_read_at_the_bound_and_met_again_near_the_top_is_read_through() {
     let reg = Registry::start();
     let repo = reg.repo("acme/mid");
-    let amd = ImageSpec {
-        platform: "linux/amd64".parse().unwrap(),
-        ..image("m1", "2025-01-01T00:00:00Z")
-    };
-    let image_digest = push(&repo, &amd);
-    let holder = push_multi(&repo, &[amd], &BTreeMap::new());
+    let (image_digest, holder) = push_holder(&repo, "m1");
     let mut wrappers = vec![holder.clone()];
-    for _ in 0..MAX_INDEX_DEPTH {
-        wrappers.push(push_wrapper(&repo, wrappers.last().unwrap(), 1));
-    }
+    wrappers.extend(push_chain(&repo, &holder, MAX_INDEX_DEPTH));
     let index = image_lifecycle::registry::MEDIA_OCI_INDEX;
     // The chain first: the index just above `holder` is met 4 levels down,
     // then 1 level down.
@@ -1609,15 +1593,8 @@ fn a_new_index_nested_too_deep_stops_the_deletes_of_its_repository() {
     let client = client();
     let plan = plan_keep_last_1(&client, &reg);
     assert_eq!(plan.delete_count, 1);
-    let mut chain = push_multi(&repo, &[amd], &BTreeMap::new());
-    for i in 0..=MAX_INDEX_DEPTH {
-        let target = if i == MAX_INDEX_DEPTH {
-            format!("{repo}:deep")
-        } else {
-            repo.clone()
-        };
-        chain = push_wrapper(&target, &chain, 1);
-    }
+    let holder = push_multi(&repo, &[amd], &BTreeMap::new());
+    push_chain(&format!("{repo}:deep"), &holder, MAX_INDEX_DEPTH + 1);
     let applied = rt().block_on(apply(&client, &plan, &DeleteProgress::quiet(), &Interrupt::new()));
     let r = &applied.result;
     assert!(r.deleted.is_empty(), "{:?}", r.deleted);

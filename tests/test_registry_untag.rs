@@ -327,15 +327,12 @@ fn protected_state_follows_indexes_in_indexes_to_their_bound() {
     assert_eq!(tags(&reg, "acme/nest"), ["0811111"]);
 
     // One index more than the bound above the one that holds the image.
-    let mut chain = push_multi(&reg.repo("acme/deep"), std::slice::from_ref(&amd), &BTreeMap::new());
-    for i in 0..=image_lifecycle::image::MAX_INDEX_DEPTH {
-        let target = if i == image_lifecycle::image::MAX_INDEX_DEPTH {
-            reg.repo("acme/deep:0811111")
-        } else {
-            reg.repo("acme/deep")
-        };
-        chain = push_wrapper(&target, &chain, 1);
-    }
+    let holder = push_multi(&reg.repo("acme/deep"), std::slice::from_ref(&amd), &BTreeMap::new());
+    push_chain(
+        &reg.repo("acme/deep:0811111"),
+        &holder,
+        image_lifecycle::image::MAX_INDEX_DEPTH + 1,
+    );
     let o = env.run(
         BIN,
         &[

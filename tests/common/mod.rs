@@ -193,6 +193,18 @@ pub fn push_wrapper(target: &str, inner: &Digest, times: usize) -> Digest {
     push_wrapper_with(target, inner, times, &BTreeMap::new())
 }
 
+/// A chain of `levels` indexes above index `inner`, each holding only the
+/// one below: the top one pushed to `target` (`HOST:PORT/REPO[:TAG]`), the
+/// others untagged to its repository. The indexes, bottom to top.
+pub fn push_chain(target: &str, inner: &Digest, levels: usize) -> Vec<Digest> {
+    let mut chain: Vec<Digest> = Vec::with_capacity(levels);
+    for i in 0..levels {
+        let to = if i + 1 == levels { target } else { repo_of(target) };
+        chain.push(push_wrapper(to, chain.last().unwrap_or(inner), 1));
+    }
+    chain
+}
+
 /// [`push_wrapper`], the outer index with `annotations`.
 pub fn push_wrapper_with(target: &str, inner: &Digest, times: usize, annotations: &BTreeMap<String, String>) -> Digest {
     let entry = (inner.clone(), image_lifecycle::registry::MEDIA_OCI_INDEX, None);
